@@ -1,0 +1,112 @@
+"""The mapping: which IdP groups grant which teams, case groups, roles and tenant rights.
+
+This module holds the *resolved* mapping the planner works with. Reading and validating the
+Tines-compatible JSON (legacy keys, JSON-pointer errors, the JSON Schema) lives in
+`bridge.mapping_file`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from bridge.model import IdpUser
+
+SelectorKind = Literal["name", "path", "realm_role", "client_role"]
+
+
+def ancestor_paths(path: str) -> list[str]:
+    """`/Eng/SRE/Oncall` → `['/Eng', '/Eng/SRE', '/Eng/SRE/Oncall']`."""
+    parts = [p for p in path.split("/") if p]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+class GroupSelector(BaseModel):
+    """One `group_name` value: a plain name, a `/path`, `realm-role:X` or `client-role:C/X`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    raw: str
+    kind: SelectorKind
+    name: str
+    client: str | None = None
+
+    @classmethod
+    def parse(cls, raw: str) -> GroupSelector:
+        """Interpret a `group_name`; raises ValueError with a reason for a malformed one."""
+        if raw.startswith("realm-role:"):
+            role = raw.removeprefix("realm-role:")
+            if not role:
+                raise ValueError("'realm-role:' needs a role name after the colon")
+            return cls(raw=raw, kind="realm_role", name=role)
+        if raw.startswith("client-role:"):
+            rest = raw.removeprefix("client-role:")
+            client, sep, role = rest.partition("/")
+            if not sep or not client or not role:
+                raise ValueError("'client-role:' must be followed by CLIENT/ROLE")
+            return cls(raw=raw, kind="client_role", name=role, client=client)
+        if raw.startswith("/"):
+            if raw == "/" or "//" in raw or raw.endswith("/"):
+                raise ValueError(f"'{raw}' is not a valid group path")
+            return cls(raw=raw, kind="path", name=raw)
+        if not raw.strip():
+            raise ValueError("group name is empty")
+        return cls(raw=raw, kind="name", name=raw)
+
+    def matching_groups(self, user: IdpUser, inherit_parent_groups: bool) -> list[str]:
+        """The user's group paths (or role names) through which this selector matches.
+
+        Empty when it does not match. With inheritance, a member of `/Eng/SRE` is also a
+        member of `/Eng`, so `/Eng` (or plain `Eng`) matches through `/Eng/SRE`; the path
+        returned is the one that matched (`/Eng`), which is what `because` should name.
+        """
+        if self.kind == "realm_role":
+            return [f"realm-role:{self.name}"] if self.name in user.realm_roles else []
+        if self.kind == "client_role":
+            roles = user.client_roles.get(self.client or "", [])
+            return [self.raw] if self.name in roles else []
+        paths: set[str] = set()
+        for direct in user.groups:
+            paths.update(ancestor_paths(direct) if inherit_parent_groups else [direct])
+        if self.kind == "path":
+            return [self.name] if self.name in paths else []
+        return sorted(p for p in paths if p.rsplit("/", 1)[-1] == self.name)
+
+
+class MappingEntry(BaseModel):
+    """One `mappings[]` entry. `number` is its 1-based position, as `because` shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    group: GroupSelector
+    team: str
+    case_group: str | None = None
+    role: str
+
+
+class PermissionGrant(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    group: GroupSelector
+    permissions: tuple[str, ...]
+
+
+class Mapping(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    entries: tuple[MappingEntry, ...]
+    tenant_owner_groups: tuple[GroupSelector, ...] = ()
+    tenant_permissions: tuple[PermissionGrant, ...] = ()
+
+    def managed_teams(self) -> frozenset[str]:
+        """Team names the mapping names; with `manage_teams = "mapped"` only these are managed."""
+        return frozenset(e.team for e in self.entries)
+
+    def selectors(self) -> frozenset[GroupSelector]:
+        """Every group selector the mapping uses: what a full reconcile must read."""
+        found = {e.group for e in self.entries} | set(self.tenant_owner_groups)
+        found |= {g.group for g in self.tenant_permissions}
+        return frozenset(found)

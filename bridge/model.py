@@ -1,0 +1,233 @@
+"""The domain's data: what the identity provider says, what the target holds, and plans.
+
+Every type here is a plain pydantic model with no behaviour that touches the network, the
+database or the clock. The snapshot types double as the JSON formats of SPEC §7, so the same
+classes load `--idp-snapshot` / `--target-snapshot` files and carry live reads.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# --------------------------------------------------------------------------------------
+# Identity provider side (Keycloak, or any IdP through a snapshot)
+
+
+class _Strict(BaseModel):
+    """Snapshot records refuse unknown keys so a typo in a hand-written file is caught."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IdpUser(_Strict):
+    """One user as the identity provider sees them.
+
+    `groups` holds direct memberships as full paths (`/Eng/SRE`); ancestors are implied by
+    the planner when `inherit_parent_groups` is on. Roles are effective roles.
+    """
+
+    id: str
+    username: str = ""
+    email: str | None = None
+    email_verified: bool = False
+    first_name: str | None = None
+    last_name: str | None = None
+    enabled: bool = True
+    attributes: dict[str, list[str]] = Field(default_factory=dict)
+    groups: list[str] = Field(default_factory=list)
+    realm_roles: list[str] = Field(default_factory=list)
+    client_roles: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class IdpSnapshot(_Strict):
+    """The IdP snapshot file format (SPEC §7)."""
+
+    users: list[IdpUser] = Field(default_factory=list)
+
+
+class IdentityView(BaseModel):
+    """What one read of the identity provider established, including what it could not.
+
+    `users` are the users read. `deleted_users` are emails of users the IdP confirmed no
+    longer exist (a 404 for a known user id), which the planner treats like disabled users.
+    `unreadable_groups` maps a mapping group selector (as written in the mapping, e.g.
+    `/Ops/Tier1` or `Managers`) to the reason it could not be read completely; the planner
+    never removes or downgrades anything such a selector could grant (fail closed).
+    `complete` is true when `users` is every user of the realm (a full reconcile), so a
+    target user missing from it is known to be target-only.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    users: list[IdpUser] = Field(default_factory=list)
+    deleted_users: list[str] = Field(default_factory=list)
+    unreadable_groups: dict[str, str] = Field(default_factory=dict)
+    complete: bool = False
+
+
+# --------------------------------------------------------------------------------------
+# Target side (Tines, SCIM)
+
+
+class TargetUser(_Strict):
+    id: str
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+    tenant_owner: bool = False
+    tenant_permissions: list[str] = Field(default_factory=list)
+    active: bool = True
+
+
+class Member(_Strict):
+    user_id: str
+    role: str
+
+
+class CaseGroup(_Strict):
+    id: str
+    name: str
+    members: list[Member] = Field(default_factory=list)
+
+
+class Team(_Strict):
+    id: str
+    name: str
+    members: list[Member] = Field(default_factory=list)
+    case_groups: list[CaseGroup] = Field(default_factory=list)
+
+
+class TargetState(_Strict):
+    """The target snapshot format (SPEC §7), and the result of a target read.
+
+    A bulk read holds every user and every membership. A per-user read holds that user (if
+    they exist), every tenant owner (so the last-owner protection can count them) and every
+    team and case group, with only that user's memberships listed.
+    """
+
+    users: list[TargetUser] = Field(default_factory=list)
+    teams: list[Team] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------
+# Plans (SPEC §7)
+
+Trigger = Literal["login", "reconcile"]
+Mode = Literal["jit", "enhanced"]
+
+
+class _Op(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    email: str
+
+
+class CreateUser(_Op):
+    op: Literal["create_user"] = "create_user"
+    first_name: str | None = None
+    last_name: str | None = None
+    avatar_url: str | None = None
+
+
+class AddMembership(_Op):
+    op: Literal["add_membership"] = "add_membership"
+    team: str
+    case_group: str | None = None
+    role: str
+    because: list[str] = Field(default_factory=list)
+
+
+class ChangeRole(_Op):
+    op: Literal["change_role"] = "change_role"
+    team: str
+    case_group: str | None = None
+    from_role: str = Field(alias="from")
+    to_role: str = Field(alias="to")
+    because: list[str] = Field(default_factory=list)
+
+
+class RemoveMembership(_Op):
+    op: Literal["remove_membership"] = "remove_membership"
+    team: str
+    case_group: str | None = None
+    role: str
+    because: list[str] = Field(default_factory=list)
+
+
+class SetTenantOwner(_Op):
+    op: Literal["set_tenant_owner"] = "set_tenant_owner"
+    value: bool
+    because: list[str] = Field(default_factory=list)
+
+
+class SetTenantPermissions(_Op):
+    op: Literal["set_tenant_permissions"] = "set_tenant_permissions"
+    add: list[str] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+    because: list[str] = Field(default_factory=list)
+
+
+class UpdateProfile(_Op):
+    op: Literal["update_profile"] = "update_profile"
+    changes: dict[str, str | None]
+
+
+class DeactivateUser(_Op):
+    op: Literal["deactivate_user"] = "deactivate_user"
+    because: list[str] = Field(default_factory=list)
+
+
+class ActivateUser(_Op):
+    """Reactivates a user the bridge deactivated once they are enabled in the IdP again.
+
+    Only planned with `on_idp_user_disabled = "deactivate"`, the one setting under which the
+    bridge manages the target's active flag.
+    """
+
+    op: Literal["activate_user"] = "activate_user"
+    because: list[str] = Field(default_factory=list)
+
+
+Operation = Annotated[
+    CreateUser
+    | AddMembership
+    | ChangeRole
+    | RemoveMembership
+    | SetTenantOwner
+    | SetTenantPermissions
+    | UpdateProfile
+    | DeactivateUser
+    | ActivateUser,
+    Field(discriminator="op"),
+]
+
+MembershipOp = AddMembership | ChangeRole | RemoveMembership
+
+
+class Skipped(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    email: str
+    reason: str
+
+
+class Plan(BaseModel):
+    """A plan is a value: printable, comparable, storable, approvable."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Mode
+    trigger: Trigger
+    operations: list[Operation] = Field(default_factory=list)
+    skipped: list[Skipped] = Field(default_factory=list)
+    held: list[Operation] = Field(default_factory=list)
+
+    def to_json(self) -> str:
+        """The byte-stable JSON of SPEC §7 (aliases, fixed key order, two-space indent)."""
+        return self.model_dump_json(by_alias=True, indent=2)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.operations or self.held)

@@ -1,0 +1,34 @@
+"""The policy settings the pure core needs (SPEC §3, §5), separate from where they come from.
+
+`bridge.settings` reads these from the environment and TOML; the planner and the guard only
+ever see this frozen value, so they stay pure and trivially testable.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.model import Mode
+
+DEFAULT_ROLE_PRECEDENCE = ("TEAM_ADMIN", "EDITOR", "VIEWER")
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Mode = "jit"
+    manage_teams: Literal["all", "mapped"] = "all"
+    inherit_parent_groups: bool = True
+    role_precedence: tuple[str, ...] = DEFAULT_ROLE_PRECEDENCE
+    protected_users: frozenset[str] = frozenset()
+    require_verified_email: bool = True
+    on_idp_user_disabled: Literal["remove_access", "deactivate", "ignore"] = "remove_access"
+    sync_profile: bool = False
+    avatar_attribute: str = "avatar"
+    max_removals: int = Field(default=25, ge=0)
+    max_removal_fraction: float = Field(default=0.10, ge=0.0, le=1.0)
+
+    def is_protected(self, email: str) -> bool:
+        return email.lower() in {p.lower() for p in self.protected_users}

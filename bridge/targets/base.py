@@ -1,0 +1,110 @@
+"""What every target connector offers, and the errors that drive the worker's behaviour.
+
+Modelled on authentik's outgoing sync: one client class per destination with a handful of
+verbs and a small exception taxonomy. The reconciler only ever talks to `Target`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from bridge.model import TargetState, TargetUser
+
+
+class TargetError(Exception):
+    """Base of every connector error. The message never contains a secret."""
+
+
+class TransientError(TargetError):
+    """Worth retrying later (429, 5xx, connection reset, timeout) once retries ran out here.
+
+    `retry_after` is the delay the target asked for, in seconds, when it said.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotFoundError(TargetError):
+    """The object the call named does not exist (any more)."""
+
+
+class AlreadyExistsError(TargetError):
+    """A conflict: the object exists already. Resolved by re-reading, never by failing."""
+
+
+class BadRequestError(TargetError):
+    """The target refused the request as invalid. Permanent: retrying will not help."""
+
+
+class UnauthorizedError(TargetError):
+    """401/403: the credentials are wrong or lack rights. Stop and report; do not retry."""
+
+
+class DryRunRejectedError(TargetError):
+    """A mutating request was about to be sent while dry run is on. It was not sent."""
+
+
+class Target(ABC):
+    """A team-and-role application. Identity is the email, compared case-insensitively.
+
+    Reads return the snapshot model; writes take target ids (from a read), not names, so the
+    reconciler resolves names once per plan. Every write is idempotent where the target
+    allows it, and raises one of the errors above otherwise.
+    """
+
+    name: str
+
+    # -- reads ----------------------------------------------------------------------------
+    @abstractmethod
+    def read_state(self) -> TargetState:
+        """Everything: all users, teams, case groups and memberships, read in bulk pages."""
+
+    @abstractmethod
+    def read_user_state(self, email: str) -> TargetState:
+        """One user's view: that user (if any), every tenant owner, every team and case
+        group, with only that user's memberships listed."""
+
+    # -- writes ---------------------------------------------------------------------------
+    @abstractmethod
+    def create_user(
+        self,
+        email: str,
+        first_name: str | None,
+        last_name: str | None,
+        avatar_url: str | None,
+    ) -> TargetUser:
+        """Create the user. Raises AlreadyExistsError if the email is taken."""
+
+    @abstractmethod
+    def update_user(
+        self,
+        user: TargetUser,
+        *,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        tenant_owner: bool | None = None,
+        tenant_permissions: list[str] | None = None,
+        active: bool | None = None,
+    ) -> TargetUser:
+        """Change only the fields given (None = leave alone); returns the user as stored."""
+
+    @abstractmethod
+    def add_membership(
+        self, user: TargetUser, team_id: str, case_group_id: str | None, role: str
+    ) -> None:
+        """Make the user a member of the team (or case group) with this role."""
+
+    @abstractmethod
+    def change_role(
+        self, user: TargetUser, team_id: str, case_group_id: str | None, role: str
+    ) -> None:
+        """Give an existing member another role, as one logical operation."""
+
+    @abstractmethod
+    def remove_membership(self, user: TargetUser, team_id: str, case_group_id: str | None) -> None:
+        """Remove the user from the team (or case group). Not a member is not an error."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most targets hold nothing
+        """Release connections."""
