@@ -119,13 +119,14 @@ Mode = Literal["jit", "enhanced"]
 
 
 class _Op(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    """Operations put `op` first, then `email`, as SPEC §7 shows them."""
 
-    email: str
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
 
 class CreateUser(_Op):
     op: Literal["create_user"] = "create_user"
+    email: str
     first_name: str | None = None
     last_name: str | None = None
     avatar_url: str | None = None
@@ -133,6 +134,7 @@ class CreateUser(_Op):
 
 class AddMembership(_Op):
     op: Literal["add_membership"] = "add_membership"
+    email: str
     team: str
     case_group: str | None = None
     role: str
@@ -141,6 +143,7 @@ class AddMembership(_Op):
 
 class ChangeRole(_Op):
     op: Literal["change_role"] = "change_role"
+    email: str
     team: str
     case_group: str | None = None
     from_role: str = Field(alias="from")
@@ -150,6 +153,7 @@ class ChangeRole(_Op):
 
 class RemoveMembership(_Op):
     op: Literal["remove_membership"] = "remove_membership"
+    email: str
     team: str
     case_group: str | None = None
     role: str
@@ -158,12 +162,14 @@ class RemoveMembership(_Op):
 
 class SetTenantOwner(_Op):
     op: Literal["set_tenant_owner"] = "set_tenant_owner"
+    email: str
     value: bool
     because: list[str] = Field(default_factory=list)
 
 
 class SetTenantPermissions(_Op):
     op: Literal["set_tenant_permissions"] = "set_tenant_permissions"
+    email: str
     add: list[str] = Field(default_factory=list)
     remove: list[str] = Field(default_factory=list)
     because: list[str] = Field(default_factory=list)
@@ -171,11 +177,13 @@ class SetTenantPermissions(_Op):
 
 class UpdateProfile(_Op):
     op: Literal["update_profile"] = "update_profile"
+    email: str
     changes: dict[str, str | None]
 
 
 class DeactivateUser(_Op):
     op: Literal["deactivate_user"] = "deactivate_user"
+    email: str
     because: list[str] = Field(default_factory=list)
 
 
@@ -187,6 +195,7 @@ class ActivateUser(_Op):
     """
 
     op: Literal["activate_user"] = "activate_user"
+    email: str
     because: list[str] = Field(default_factory=list)
 
 

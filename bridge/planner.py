@@ -1,0 +1,515 @@
+"""The planner: desired state (from the mapping) against actual state (from the target) → a Plan.
+
+Pure: a function of (mapping, policy, identity view, target state, trigger, scope). It knows
+the modes of SPEC §3 and the protections of SPEC §5 that are about *what* may change (fail
+closed, protected users, the last tenant owner). The removal budget, which is about *how
+much* may change at once, is `bridge.guard`.
+
+Rules chosen where the contract is silent:
+- A mapped team or case group the target does not have is still planned as an addition: the
+  apply step reports the error (Tines) or creates the group (SCIM, `scim_create_groups`).
+- A Keycloak user without an email is skipped under the pseudo-email `(no email) USERNAME`
+  (the id when the username is empty), so the skipped list still names who it is.
+- Several Keycloak users sharing one email are all skipped: the email could be anyone's.
+- The tenant-owner flag is only managed when the mapping names a `tenant_owners_groups`
+  group (as Tines' SCIM guide lets an owner group be mapped later without stripping owners);
+  tenant permissions only when the mapping has a `tenant_permission` section. With
+  `manage_teams = "mapped"` only the permissions the mapping names are managed.
+- A disabled or deleted user loses the owner flag and the managed permissions whatever the
+  mapping says about owners (`remove_access` means all access), still under fail closed and
+  the last-owner rule.
+- A profile field Keycloak leaves empty is not cleared in the target.
+- Role names are compared case-insensitively (legacy mappings write them in lower case).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from bridge.mapping import Mapping
+from bridge.model import (
+    ActivateUser,
+    AddMembership,
+    ChangeRole,
+    CreateUser,
+    DeactivateUser,
+    IdentityView,
+    IdpUser,
+    Operation,
+    Plan,
+    RemoveMembership,
+    SetTenantOwner,
+    SetTenantPermissions,
+    Skipped,
+    TargetState,
+    TargetUser,
+    Trigger,
+    UpdateProfile,
+)
+from bridge.policy import Policy
+from bridge.resolve import DesiredAccess, MembershipKey, desired_access, is_downgrade
+
+NOT_GRANTED = "no mapped group grants this"
+LAST_OWNER = "last tenant owner"
+SHARED_EMAIL = "several Keycloak users share this email"
+
+
+# ------------------------------------------------------------------------------------------
+# Reading the inputs
+
+
+def membership_label(team: str, case_group: str | None) -> str:
+    return team if case_group is None else f"{team} / {case_group}"
+
+
+def target_memberships(target: TargetState) -> dict[str, dict[MembershipKey, str]]:
+    """user id → {(team, case group): role} for every membership the target lists."""
+    found: dict[str, dict[MembershipKey, str]] = {}
+    for team in target.teams:
+        for member in team.members:
+            found.setdefault(member.user_id, {})[(team.name, None)] = member.role
+        for case_group in team.case_groups:
+            for member in case_group.members:
+                found.setdefault(member.user_id, {})[(team.name, case_group.name)] = member.role
+    return found
+
+
+def target_users_by_email(target: TargetState) -> dict[str, TargetUser]:
+    """Lower-case email → user; the first listed wins if the target holds the same email twice."""
+    found: dict[str, TargetUser] = {}
+    for user in target.users:
+        found.setdefault(user.email.lower(), user)
+    return found
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """What a selector that could not be read might grant: none of it may be taken away."""
+
+    memberships: dict[MembershipKey, str]
+    owner: str | None
+    permissions: dict[str, str]
+
+    @classmethod
+    def of(cls, mapping: Mapping, identity: IdentityView) -> _Unreadable:
+        unreadable = identity.unreadable_groups
+
+        def why(raw: str) -> str:
+            return f"mapped group {raw} could not be read ({unreadable[raw]})"
+
+        memberships: dict[MembershipKey, str] = {}
+        for entry in mapping.entries:
+            if entry.group.raw in unreadable:
+                memberships.setdefault((entry.team, entry.case_group), why(entry.group.raw))
+        owner = next((why(s.raw) for s in mapping.tenant_owner_groups if s.raw in unreadable), None)
+        permissions: dict[str, str] = {}
+        for grant in mapping.tenant_permissions:
+            if grant.group.raw in unreadable:
+                for permission in grant.permissions:
+                    permissions.setdefault(permission, why(grant.group.raw))
+        return cls(memberships=memberships, owner=owner, permissions=permissions)
+
+
+@dataclass(frozen=True)
+class _Context:
+    mapping: Mapping
+    policy: Policy
+    unreadable: _Unreadable
+    trigger: Trigger
+
+
+@dataclass
+class _UserPlan:
+    operations: list[Operation]
+    skipped: list[Skipped]
+
+
+def _skip(email: str, reason: str) -> _UserPlan:
+    return _UserPlan(operations=[], skipped=[Skipped(email=email, reason=reason)])
+
+
+# ------------------------------------------------------------------------------------------
+# One user
+
+
+def _new_user(ctx: _Context, email: str, user: IdpUser) -> list[Operation]:
+    """create_user, then everything the mapping grants: the whole of JIT's first login."""
+    desired = desired_access(ctx.mapping, ctx.policy, user)
+    avatars = user.attributes.get(ctx.policy.avatar_attribute, [])
+    ops: list[Operation] = [
+        CreateUser(
+            email=email,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            avatar_url=avatars[0] if avatars else None,
+        )
+    ]
+    for (team, case_group), want in desired.memberships.items():
+        ops.append(
+            AddMembership(
+                email=email,
+                team=team,
+                case_group=case_group,
+                role=want.role,
+                because=list(want.because),
+            )
+        )
+    if desired.tenant_owner:
+        ops.append(SetTenantOwner(email=email, value=True, because=list(desired.owner_because)))
+    if desired.permissions:
+        ops.append(
+            SetTenantPermissions(
+                email=email,
+                add=sorted(desired.permissions),
+                because=_permission_because(desired, desired.permissions),
+            )
+        )
+    return ops
+
+
+def _permission_because(desired: DesiredAccess, permissions: Iterable[str]) -> list[str]:
+    """The groups that grant `permissions`, each named once."""
+    return list(dict.fromkeys(b for p in sorted(permissions) for b in desired.permissions[p]))
+
+
+def _is_managed(ctx: _Context, key: MembershipKey) -> bool:
+    return ctx.policy.manage_teams == "all" or key[0] in ctx.mapping.managed_teams()
+
+
+def _membership_changes(
+    ctx: _Context,
+    email: str,
+    desired: DesiredAccess,
+    actual: dict[MembershipKey, str],
+    removal_because: list[str],
+) -> _UserPlan:
+    result = _UserPlan(operations=[], skipped=[])
+    precedence = ctx.policy.role_precedence
+    for key in desired.memberships.keys() | actual.keys():
+        team, case_group = key
+        want = desired.memberships.get(key)
+        have = actual.get(key)
+        held_by = ctx.unreadable.memberships.get(key)
+        label = membership_label(team, case_group)
+        if want is not None and have is None:
+            result.operations.append(
+                AddMembership(
+                    email=email,
+                    team=team,
+                    case_group=case_group,
+                    role=want.role,
+                    because=list(want.because),
+                )
+            )
+        elif want is not None and have is not None and want.role.upper() != have.upper():
+            if held_by and is_downgrade(have, want.role, precedence):
+                result.skipped.append(
+                    Skipped(email=email, reason=f"{label}: {have} kept, {held_by}")
+                )
+                continue
+            result.operations.append(
+                ChangeRole(
+                    email=email,
+                    team=team,
+                    case_group=case_group,
+                    from_role=have,
+                    to_role=want.role,
+                    because=list(want.because),
+                )
+            )
+        elif want is None and have is not None and _is_managed(ctx, key):
+            if held_by:
+                result.skipped.append(
+                    Skipped(email=email, reason=f"{label}: {have} kept, {held_by}")
+                )
+                continue
+            result.operations.append(
+                RemoveMembership(
+                    email=email,
+                    team=team,
+                    case_group=case_group,
+                    role=have,
+                    because=removal_because,
+                )
+            )
+    return result
+
+
+def _owner_change(
+    ctx: _Context, email: str, desired: DesiredAccess, current: TargetUser, gone: str | None
+) -> _UserPlan:
+    managed = gone is not None or bool(ctx.mapping.tenant_owner_groups)
+    if not managed or desired.tenant_owner == current.tenant_owner:
+        return _UserPlan(operations=[], skipped=[])
+    if desired.tenant_owner:
+        op = SetTenantOwner(email=email, value=True, because=list(desired.owner_because))
+        return _UserPlan(operations=[op], skipped=[])
+    if ctx.unreadable.owner:
+        return _skip(email, f"tenant owner kept, {ctx.unreadable.owner}")
+    because = [gone] if gone else ["no tenant_owners_groups group"]
+    return _UserPlan(
+        operations=[SetTenantOwner(email=email, value=False, because=because)], skipped=[]
+    )
+
+
+def _managed_permissions(ctx: _Context, current: list[str], gone: str | None) -> set[str]:
+    if gone is None and not ctx.mapping.tenant_permissions:
+        return set()
+    if ctx.policy.manage_teams == "all":
+        return set(current)
+    return {p for grant in ctx.mapping.tenant_permissions for p in grant.permissions}
+
+
+def _permission_change(
+    ctx: _Context, email: str, desired: DesiredAccess, current: TargetUser, gone: str | None
+) -> _UserPlan:
+    result = _UserPlan(operations=[], skipped=[])
+    have = set(current.tenant_permissions)
+    add = sorted(set(desired.permissions) - have)
+    remove = []
+    for permission in sorted(
+        (have & _managed_permissions(ctx, current.tenant_permissions, gone))
+        - set(desired.permissions)
+    ):
+        held_by = ctx.unreadable.permissions.get(permission)
+        if held_by:
+            result.skipped.append(
+                Skipped(email=email, reason=f"permission {permission} kept, {held_by}")
+            )
+        else:
+            remove.append(permission)
+    if add or remove:
+        because = _permission_because(desired, add)
+        if remove:
+            because.append(gone or NOT_GRANTED)
+        result.operations.append(
+            SetTenantPermissions(email=email, add=add, remove=remove, because=because)
+        )
+    return result
+
+
+def _profile_change(email: str, user: IdpUser, current: TargetUser) -> list[Operation]:
+    changes: dict[str, str | None] = {}
+    if user.first_name is not None and user.first_name != current.first_name:
+        changes["first_name"] = user.first_name
+    if user.last_name is not None and user.last_name != current.last_name:
+        changes["last_name"] = user.last_name
+    return [UpdateProfile(email=email, changes=changes)] if changes else []
+
+
+def _existing_user(
+    ctx: _Context,
+    email: str,
+    user: IdpUser | None,
+    current: TargetUser,
+    actual: dict[MembershipKey, str],
+    gone: str | None,
+) -> _UserPlan:
+    """Enhanced mode: make an existing user match the mapping, or strip a gone user's access."""
+    policy = ctx.policy
+    if gone and policy.on_idp_user_disabled == "ignore":
+        return _skip(email, f"{gone}; on_idp_user_disabled = ignore")
+    desired = DesiredAccess()
+    if user is not None and not gone:
+        desired = desired_access(ctx.mapping, policy, user)
+
+    result = _UserPlan(operations=[], skipped=[])
+    manages_active = policy.on_idp_user_disabled == "deactivate"
+    if manages_active and not gone and not current.active:
+        result.operations.append(ActivateUser(email=email, because=["enabled in Keycloak"]))
+    parts = [
+        _membership_changes(ctx, email, desired, actual, [gone] if gone else [NOT_GRANTED]),
+        _owner_change(ctx, email, desired, current, gone),
+        _permission_change(ctx, email, desired, current, gone),
+    ]
+    for part in parts:
+        result.operations.extend(part.operations)
+        result.skipped.extend(part.skipped)
+    if policy.sync_profile and user is not None and not gone:
+        result.operations.extend(_profile_change(email, user, current))
+    if manages_active and gone and current.active:
+        result.operations.append(DeactivateUser(email=email, because=[gone]))
+    return result
+
+
+def _gone_reason(user: IdpUser | None, deleted: bool) -> str | None:
+    if user is not None and user.enabled:
+        return None
+    if user is not None:
+        return "disabled in Keycloak"
+    return "deleted in Keycloak" if deleted else None
+
+
+def _plan_email(
+    ctx: _Context,
+    email: str,
+    user: IdpUser | None,
+    deleted: bool,
+    current: TargetUser | None,
+    actual: dict[MembershipKey, str],
+    target_only_known: bool,
+) -> _UserPlan:
+    policy = ctx.policy
+    if policy.is_protected(email):
+        return _skip(email, "protected")
+    if user is not None and policy.require_verified_email and not user.email_verified:
+        return _skip(email, "email not verified")
+    gone = _gone_reason(user, deleted)
+    if user is None and gone is None:
+        if target_only_known:
+            return _skip(email, "not in Keycloak; left alone")
+        return _UserPlan(operations=[], skipped=[])
+    if current is None:
+        if gone:
+            return (
+                _skip(email, f"{gone}; not created")
+                if user and ctx.trigger == "login"
+                else (_UserPlan(operations=[], skipped=[]))
+            )
+        if ctx.trigger == "login" and user is not None:
+            return _UserPlan(operations=_new_user(ctx, email, user), skipped=[])
+        return _skip(email, "not in target yet; created at first login")
+    if policy.mode == "jit":
+        return _UserPlan(operations=[], skipped=[])
+    return _existing_user(ctx, email, user, current, actual, gone)
+
+
+# ------------------------------------------------------------------------------------------
+# Across users
+
+
+def _revokes_owner(op: Operation) -> bool:
+    return isinstance(op, DeactivateUser) or (isinstance(op, SetTenantOwner) and not op.value)
+
+
+def _owner_after(email: str, ops: list[Operation], current: TargetUser | None) -> bool:
+    """Whether `email` is an active tenant owner once `ops` are applied."""
+    if any(_revokes_owner(op) for op in ops):
+        return False
+    owner = any(isinstance(op, SetTenantOwner) for op in ops) or bool(
+        current and current.tenant_owner
+    )
+    active = any(isinstance(op, CreateUser | ActivateUser) for op in ops) or bool(
+        current and current.active
+    )
+    return owner and active
+
+
+def _protect_last_owner(by_email: dict[str, _UserPlan], target: TargetState) -> None:
+    """Stop the revocations that would leave the tenant with no active owner (SPEC §5).
+
+    New owners the same plan creates count: the tenant is not left ownerless. When none
+    remain, the current owner with the lowest email keeps the flag and stays active.
+    """
+    users = target_users_by_email(target)
+    owners_now = sorted(e for e, u in users.items() if u.tenant_owner and u.active)
+    if not owners_now:
+        return
+    for email in by_email.keys() | users.keys():
+        ops = by_email[email].operations if email in by_email else []
+        if _owner_after(email, ops, users.get(email)):
+            return
+    keeper = by_email[owners_now[0]]
+    for op in [op for op in keeper.operations if _revokes_owner(op)]:
+        keeper.operations.remove(op)
+        keeper.skipped.append(Skipped(email=op.email, reason=f"{LAST_OWNER}: {op.op} not planned"))
+
+
+_KIND_ORDER = {
+    "create_user": 0,
+    "activate_user": 1,
+    "add_membership": 2,
+    "change_role": 2,
+    "remove_membership": 2,
+    "set_tenant_owner": 3,
+    "set_tenant_permissions": 4,
+    "update_profile": 5,
+    "deactivate_user": 6,
+}
+
+
+def operation_order(op: Operation) -> tuple[str, int, str, bool, str]:
+    """SPEC §7 order: email, then kind, memberships by team and case group (none first)."""
+    team = getattr(op, "team", "")
+    case_group = getattr(op, "case_group", None)
+    return (op.email, _KIND_ORDER[op.op], team, case_group is not None, case_group or "")
+
+
+def _identity_by_email(
+    identity: IdentityView, wanted: Callable[[str], bool], full: bool
+) -> tuple[dict[str, IdpUser], list[Skipped]]:
+    """Keycloak users by lower-case email, and those that cannot be matched to a target user.
+
+    A user without an email can never be in a per-user scope, so is only listed in full plans.
+    """
+    counts = Counter((u.email or "").strip().lower() for u in identity.users)
+    found: dict[str, IdpUser] = {}
+    skipped: list[Skipped] = []
+    for user in identity.users:
+        email = (user.email or "").strip().lower()
+        if not email:
+            if full:
+                name = user.username or user.id
+                skipped.append(Skipped(email=f"(no email) {name}", reason="no email"))
+        elif counts[email] == 1:
+            found[email] = user
+    skipped += [
+        Skipped(email=email, reason=SHARED_EMAIL)
+        for email, n in counts.items()
+        if email and n > 1 and wanted(email)
+    ]
+    return found, skipped
+
+
+def plan(
+    mapping: Mapping,
+    policy: Policy,
+    identity: IdentityView,
+    target: TargetState,
+    trigger: Trigger,
+    scope: frozenset[str] | None,
+) -> Plan:
+    """What a sync would do. `scope` None plans for everyone; otherwise for those lower-case emails.
+
+    Users outside the scope are not considered at all. In jit mode only a login trigger plans
+    anything.
+    """
+    empty = Plan(mode=policy.mode, trigger=trigger)
+    if policy.mode == "jit" and trigger != "login":
+        return empty
+    in_scope = None if scope is None else {e.lower() for e in scope}
+
+    def wanted(email: str) -> bool:
+        return in_scope is None or email in in_scope
+
+    idp, skipped = _identity_by_email(identity, wanted, full=scope is None)
+
+    deleted = {e.lower() for e in identity.deleted_users}
+    users = target_users_by_email(target)
+    memberships = target_memberships(target)
+    ctx = _Context(mapping, policy, _Unreadable.of(mapping, identity), trigger)
+    target_only_known = identity.complete and scope is None
+
+    by_email: dict[str, _UserPlan] = {}
+    shared = {s.email for s in skipped}
+    for email in sorted(idp.keys() | deleted | users.keys()):
+        if email in shared or not wanted(email):
+            continue
+        current = users.get(email)
+        actual = memberships.get(current.id, {}) if current else {}
+        by_email[email] = _plan_email(
+            ctx, email, idp.get(email), email in deleted, current, actual, target_only_known
+        )
+
+    _protect_last_owner(by_email, target)
+
+    operations = [op for part in by_email.values() for op in part.operations]
+    skipped += [s for part in by_email.values() for s in part.skipped]
+    return Plan(
+        mode=policy.mode,
+        trigger=trigger,
+        operations=sorted(operations, key=operation_order),
+        skipped=sorted(skipped, key=lambda s: (s.email, s.reason)),
+    )

@@ -1,0 +1,211 @@
+"""Desired state for one IdP user: the teams, roles and tenant rights the mapping grants.
+
+Pure: a function of (mapping, policy, user). The planner diffs its result against the target;
+`jit-bridge explain` prints `explain()`, which walks the same rules entry by entry.
+
+Conflict rule (SPEC §2): when several entries grant one team (or one case group), the role
+ranked highest by `policy.role_precedence` wins; a role the precedence does not list ranks
+below every listed one, and between equal ranks the entry that comes first in the file wins.
+`because` names every matching entry that grants the winning role (not only the first), so an
+operator can see every group that would have to go before the role changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bridge.mapping import GroupSelector, Mapping, MappingEntry
+from bridge.model import IdpUser
+from bridge.policy import Policy
+
+MembershipKey = tuple[str, str | None]
+"""(team name, case group name or None for the team itself)."""
+
+
+def role_rank(role: str, precedence: tuple[str, ...]) -> int:
+    """Position of `role` in the precedence, 0 = highest; unlisted roles share the lowest rank.
+
+    Compared case-insensitively, because legacy mappings and some targets write roles in
+    lower case while the precedence is upper case.
+    """
+    order = [r.upper() for r in precedence]
+    upper = role.upper()
+    return order.index(upper) if upper in order else len(order)
+
+
+def is_downgrade(from_role: str, to_role: str, precedence: tuple[str, ...]) -> bool:
+    """True unless `to_role` ranks strictly above `from_role`.
+
+    A change between two roles of equal rank (two roles the precedence does not list) counts
+    as a downgrade: nothing says it is not one, and the safety rules treat unknowns as risky.
+    """
+    if from_role.upper() == to_role.upper():
+        return False
+    return role_rank(to_role, precedence) >= role_rank(from_role, precedence)
+
+
+def describe_source(matched: str) -> str:
+    """`/Analysts` → `group /Analysts`; role selectors (`realm-role:x`) read as they are."""
+    return f"group {matched}" if matched.startswith("/") else matched
+
+
+@dataclass(frozen=True)
+class DesiredMembership:
+    role: str
+    because: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DesiredAccess:
+    """What the mapping grants one user. Empty for a user no entry matches."""
+
+    memberships: dict[MembershipKey, DesiredMembership] = field(default_factory=dict)
+    tenant_owner: bool = False
+    owner_because: tuple[str, ...] = ()
+    permissions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Permission name → the groups that grant it."""
+
+
+@dataclass(frozen=True)
+class EntryMatch:
+    """One mapping entry considered for a membership, and whether (and through what) it matched."""
+
+    number: int
+    group: str
+    role: str
+    matched_through: tuple[str, ...]
+    won: bool
+
+    @property
+    def matched(self) -> bool:
+        return bool(self.matched_through)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Every entry that names one (team, case group), in file order, and the one that won.
+
+    `role` is None when no entry for this team matched the user: the membership is not desired.
+    """
+
+    team: str
+    case_group: str | None
+    role: str | None
+    entries: tuple[EntryMatch, ...]
+
+    @property
+    def matched(self) -> tuple[EntryMatch, ...]:
+        return tuple(e for e in self.entries if e.matched)
+
+    @property
+    def unmatched(self) -> tuple[EntryMatch, ...]:
+        return tuple(e for e in self.entries if not e.matched)
+
+    def __str__(self) -> str:
+        """One line for `jit-bridge explain`: the result, then every entry and how it fared."""
+        where = self.team if self.case_group is None else f"{self.team} / {self.case_group}"
+        parts = []
+        for e in self.entries:
+            if e.won:
+                how = f"won, through {', '.join(e.matched_through)}"
+            elif e.matched:
+                how = f"matched through {', '.join(e.matched_through)}, lower or later"
+            else:
+                how = "no match"
+            parts.append(f"mapping {e.number} ({e.group} → {e.role}): {how}")
+        return f"{where}: {self.role or 'not granted'} — {'; '.join(parts)}"
+
+
+def _matches(selector: GroupSelector, user: IdpUser, policy: Policy) -> list[str]:
+    return selector.matching_groups(user, policy.inherit_parent_groups)
+
+
+def _winner(candidates: list[tuple[MappingEntry, list[str]]], policy: Policy) -> MappingEntry:
+    return min(
+        (entry for entry, _ in candidates),
+        key=lambda e: (role_rank(e.role, policy.role_precedence), e.number),
+    )
+
+
+def _membership_candidates(
+    mapping: Mapping, policy: Policy, user: IdpUser
+) -> dict[MembershipKey, list[tuple[MappingEntry, list[str]]]]:
+    """Matching entries with the paths they matched through, grouped by membership, file order."""
+    found: dict[MembershipKey, list[tuple[MappingEntry, list[str]]]] = {}
+    for entry in sorted(mapping.entries, key=lambda e: e.number):
+        through = _matches(entry.group, user, policy)
+        if through:
+            found.setdefault((entry.team, entry.case_group), []).append((entry, through))
+    return found
+
+
+def desired_access(mapping: Mapping, policy: Policy, user: IdpUser) -> DesiredAccess:
+    """The memberships, tenant-owner flag and tenant permissions the mapping grants `user`."""
+    memberships: dict[MembershipKey, DesiredMembership] = {}
+    for key, candidates in _membership_candidates(mapping, policy, user).items():
+        won = _winner(candidates, policy)
+        because = tuple(
+            f"{describe_source(path)} → mapping {entry.number}"
+            for entry, through in candidates
+            if entry.role.upper() == won.role.upper()
+            for path in through
+        )
+        memberships[key] = DesiredMembership(role=won.role, because=because)
+
+    owner_because = tuple(
+        describe_source(path)
+        for selector in mapping.tenant_owner_groups
+        for path in _matches(selector, user, policy)
+    )
+
+    permissions: dict[str, list[str]] = {}
+    for grant in sorted(mapping.tenant_permissions, key=lambda g: g.number):
+        for path in _matches(grant.group, user, policy):
+            for permission in grant.permissions:
+                permissions.setdefault(permission, []).append(describe_source(path))
+
+    return DesiredAccess(
+        memberships=memberships,
+        tenant_owner=bool(owner_because),
+        owner_because=owner_because,
+        permissions={p: tuple(dict.fromkeys(b)) for p, b in permissions.items()},
+    )
+
+
+def explain(mapping: Mapping, policy: Policy, user: IdpUser) -> list[Explanation]:
+    """For every (team, case group) the mapping names: each entry, matched or not, and the winner.
+
+    Sorted by team, then case group (the team itself first), like plan operations. The
+    tenant-owner flag and permissions are explained by `desired_access(...).owner_because`
+    and `.permissions`, which already name each granting group.
+    """
+    desired = desired_access(mapping, policy, user)
+    by_key: dict[MembershipKey, list[MappingEntry]] = {}
+    for entry in sorted(mapping.entries, key=lambda e: e.number):
+        by_key.setdefault((entry.team, entry.case_group), []).append(entry)
+
+    candidates = _membership_candidates(mapping, policy, user)
+    explanations = []
+    for key in sorted(by_key, key=lambda k: (k[0], k[1] is not None, k[1] or "")):
+        matched = candidates.get(key, [])
+        winner = _winner(matched, policy).number if matched else None
+        entries = tuple(
+            EntryMatch(
+                number=entry.number,
+                group=entry.group.raw,
+                role=entry.role,
+                matched_through=tuple(_matches(entry.group, user, policy)),
+                won=entry.number == winner,
+            )
+            for entry in by_key[key]
+        )
+        wanted = desired.memberships.get(key)
+        explanations.append(
+            Explanation(
+                team=key[0],
+                case_group=key[1],
+                role=wanted.role if wanted else None,
+                entries=entries,
+            )
+        )
+    return explanations
