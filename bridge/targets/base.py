@@ -55,6 +55,9 @@ class Target(ABC):
     """
 
     name: str
+    #: True when teams and case groups are addressed by name and come into being with their
+    #: first member (SCIM role groups): a team missing from a read is then not an error.
+    names_are_ids: bool = False
 
     # -- reads ----------------------------------------------------------------------------
     @abstractmethod

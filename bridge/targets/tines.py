@@ -1,0 +1,326 @@
+"""Tines as a target, through its REST API (`<tenant>/api/v1`, `Authorization: Bearer <key>`).
+
+The key must be a tenant-owner API key: `admin/users` needs it. Calls made:
+
+| what | call |
+|---|---|
+| users | `GET admin/users` (`per_page=500`, pages until `next_page_number` is null) |
+| teams, case groups | `GET teams?scope=standard` (all but personal teams; case groups: `groups`) |
+| members of a team or case group | `GET teams/{id}/members` |
+| create user | `POST admin/users {email, first_name, last_name}` |
+| update user | `PUT admin/users/{id}`, only the fields that change (`admin`, `is_active`, …) |
+| add membership | `POST teams/{id}/invite_member {user_id, role}` |
+| change role | see below |
+| remove membership | `POST teams/{id}/remove_member {user_id}` |
+
+Assumptions about behaviour Tines does not document (reference/tines.md §4.3, §4.8):
+
+- **Case groups use the team endpoints.** Tines documents that `GET`/`DELETE teams/{id}` accept
+  a case-group id; we assume `members`, `invite_member` and `remove_member` do as well, so a
+  case-group membership is read and written with the case group's id in place of the team's.
+  `TinesTarget._container` is the one place that would change if Tines exposes other calls.
+- **Changing a role.** Tines has no documented call for it. The bridge sends `invite_member`
+  with the user id and the new role. If Tines answers that the user is already a member (or
+  answers success but reports the old role), the bridge removes the member and invites them
+  again with the new role. That pair is one logical operation for the plan and the audit log;
+  it is not atomic, so if the second call fails the user is briefly without the membership
+  and the next reconcile (level-triggered) adds it back. Tines refuses to remove the last
+  member of a team, so the role of a team's only member cannot be changed this way; that
+  surfaces as a `BadRequestError`.
+- **"Already a member" on add** is resolved by re-reading the members: success if the role
+  already matches, otherwise a role change.
+- **Removing a non-member** (404, or an error saying "not a member") counts as success.
+- **Avatars** are not part of Tines' user API; `create_user` ignores `avatar_url`.
+- **Finding one user by email.** `admin/users` has no documented email filter, so
+  `read_user_state` lists users (`include=team_memberships`, 500 per page) until the email
+  turns up: at most ⌈users/500⌉ requests against the 500/minute `admin/users` limit, and
+  all of them when the user does not exist yet. The user's team roles come from
+  `team_memberships` (or, should Tines leave it out, from each team's members, so a missing
+  field never hides a membership to remove); case-group roles from one `members` read per
+  case group (Tines allows at most 3 per team), made only when the user exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from bridge.model import CaseGroup, Member, TargetState, TargetUser, Team
+from bridge.targets.base import (
+    AlreadyExistsError,
+    BadRequestError,
+    NotFoundError,
+    Target,
+)
+from bridge.targets.http import HttpClient
+
+PER_PAGE = 500
+USERS = "admin/users"
+
+
+def tines_http(base_url: str, api_key: str, **client_options: Any) -> HttpClient:
+    """The HTTP client for a tenant (`https://tenant.example`): API root and bearer auth set,
+    anything else (`dry_run`, `sleep`, `max_retries`, …) passed on to `HttpClient`."""
+    return HttpClient(
+        base_url.rstrip("/") + "/api/v1/",
+        headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+        **client_options,
+    )
+
+
+class TinesTarget(Target):
+    """Reads and writes Tines users, teams, case groups and memberships.
+
+    Pass `http` to supply a preconfigured client (tests, benchmarks, custom retries); it
+    then carries dry run, TLS and timeout itself and the keyword arguments here are unused.
+    """
+
+    name = "tines"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        dry_run: bool = False,
+        verify_tls: bool = True,
+        timeout: float = 30.0,
+        http: HttpClient | None = None,
+    ) -> None:
+        self.http = http or tines_http(
+            base_url, api_key, timeout=timeout, verify_tls=verify_tls, dry_run=dry_run
+        )
+
+    def __repr__(self) -> str:
+        return f"TinesTarget({self.http.base_url!r}, dry_run={self.http.dry_run})"
+
+    # -- reads ----------------------------------------------------------------------------
+    def read_state(self) -> TargetState:
+        users = [_user(raw) for raw in self._pages(USERS, USERS)]
+        teams = [
+            _team_with(raw, self._members(str(raw["id"])), self._members) for raw in self._teams()
+        ]
+        return TargetState(users=users, teams=teams)
+
+    def read_user_state(self, email: str) -> TargetState:
+        owners = {u.id: u for u in map(_user, self._pages(USERS, USERS, filter="TENANT_OWNER"))}
+        found = self._find_user(email)
+        teams = self._teams()
+        if found is None:
+            return TargetState(
+                users=sorted(owners.values(), key=lambda u: u.email.lower()),
+                teams=[_team_with(raw, [], lambda group_id: []) for raw in teams],
+            )
+        user, raw_user = found
+        owners[user.id] = user
+
+        def only(members: list[Member]) -> list[Member]:
+            return [m for m in members if m.user_id == user.id]
+
+        def team_members(team_id: str) -> list[Member]:
+            return only(self._members(team_id))
+
+        if "team_memberships" in raw_user:
+            roles = {str(m["team_id"]): m["role"] for m in raw_user["team_memberships"] or []}
+
+            def team_members(team_id: str) -> list[Member]:  # cheaper, no request
+                role = roles.get(team_id)
+                return [] if role is None else [Member(user_id=user.id, role=role)]
+
+        return TargetState(
+            users=sorted(owners.values(), key=lambda u: u.email.lower()),
+            teams=[
+                _team_with(raw, team_members(str(raw["id"])), lambda gid: only(self._members(gid)))
+                for raw in teams
+            ],
+        )
+
+    # -- writes ---------------------------------------------------------------------------
+    def create_user(
+        self,
+        email: str,
+        first_name: str | None,
+        last_name: str | None,
+        avatar_url: str | None,
+    ) -> TargetUser:
+        body = _without_none({"email": email, "first_name": first_name, "last_name": last_name})
+        return _user(self.http.post(USERS, json=body))
+
+    def update_user(
+        self,
+        user: TargetUser,
+        *,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        tenant_owner: bool | None = None,
+        tenant_permissions: list[str] | None = None,
+        active: bool | None = None,
+    ) -> TargetUser:
+        body = _without_none(
+            {
+                "first_name": first_name,
+                "last_name": last_name,
+                "admin": tenant_owner,
+                "tenant_permissions": tenant_permissions,
+                "is_active": active,
+            }
+        )
+        if not body:
+            return user
+        return _user(self.http.put(f"{USERS}/{user.id}", json=body))
+
+    def add_membership(
+        self, user: TargetUser, team_id: str, case_group_id: str | None, role: str
+    ) -> None:
+        container = self._container(team_id, case_group_id)
+        try:
+            self._invite(container, user, role)
+        except AlreadyExistsError:
+            current = self._role_of(container, user)
+            if current is None:
+                raise
+            if current != role:
+                # Tines just refused an invite with the new role: go straight to the
+                # remove-and-invite half of a role change.
+                self._reinvite(container, user, role)
+
+    def change_role(
+        self, user: TargetUser, team_id: str, case_group_id: str | None, role: str
+    ) -> None:
+        container = self._container(team_id, case_group_id)
+        try:
+            answered = self._invite(container, user, role)
+        except AlreadyExistsError:
+            answered = None
+        if answered != role:
+            self._reinvite(container, user, role)
+
+    def remove_membership(self, user: TargetUser, team_id: str, case_group_id: str | None) -> None:
+        self._remove(self._container(team_id, case_group_id), user)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- helpers --------------------------------------------------------------------------
+    @staticmethod
+    def _container(team_id: str, case_group_id: str | None) -> str:
+        """The id the membership calls take: the case group's when there is one (assumed to
+        work like a team id; see the module docstring)."""
+        return case_group_id or team_id
+
+    def _invite(self, container: str, user: TargetUser, role: str) -> str | None:
+        """Invite (or re-invite) a member; returns the role Tines reports, if it does."""
+        answer = self.http.post(
+            f"teams/{container}/invite_member", json={"user_id": _wire_id(user.id), "role": role}
+        )
+        return answer.get("role") if isinstance(answer, dict) else None
+
+    def _reinvite(self, container: str, user: TargetUser, role: str) -> None:
+        """The fallback role change: remove the member, then invite them with the role."""
+        self._remove(container, user)
+        self._invite(container, user, role)
+
+    def _remove(self, container: str, user: TargetUser) -> None:
+        try:
+            self.http.post(f"teams/{container}/remove_member", json={"user_id": _wire_id(user.id)})
+        except NotFoundError:
+            return
+        except BadRequestError as error:
+            if "not a member" not in str(error).lower():
+                raise
+
+    def _role_of(self, container: str, user: TargetUser) -> str | None:
+        return next((m.role for m in self._members(container) if m.user_id == user.id), None)
+
+    def _members(self, container: str) -> list[Member]:
+        return [
+            Member(user_id=str(raw["id"]), role=raw["role"])
+            for raw in self._pages(f"teams/{container}/members", "members")
+        ]
+
+    def _teams(self) -> list[dict[str, Any]]:
+        # `standard` is every shared team; personal teams are private workspaces that no
+        # mapping names and that the bridge must never prune.
+        return list(self._pages("teams", "teams", scope="standard"))
+
+    def _find_user(self, email: str) -> tuple[TargetUser, dict[str, Any]] | None:
+        wanted = email.strip().lower()
+        for raw in self._pages(USERS, USERS, include="team_memberships"):
+            if str(raw.get("email", "")).lower() == wanted:
+                return _user(raw), raw
+        return None
+
+    def _pages(self, path: str, key: str, **params: str) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated list. Follows `meta.next_page_number` (or `next_page`)
+        until it is null; a bare JSON array (how Tines documents `members`) is read until a
+        page comes back short."""
+        page = 1
+        while True:
+            body = self.http.get(path, params={**params, "page": page, "per_page": PER_PAGE})
+            if isinstance(body, list):
+                items: list[dict[str, Any]] = body
+                next_page = page + 1 if len(items) >= PER_PAGE else None
+            elif isinstance(body, dict) and isinstance(body.get(key), list):
+                items = body[key]
+                next_page = _next_page(body.get("meta"), page)
+            else:
+                raise BadRequestError(
+                    f"GET {path} page {page}: expected a JSON list under {key!r}; "
+                    "is the URL a Tines tenant's?"
+                )
+            yield from items
+            if next_page is None:
+                return
+            page = next_page
+
+
+def _next_page(meta: Any, page: int) -> int | None:
+    if not isinstance(meta, Mapping):
+        return None
+    number = meta.get("next_page_number")
+    if isinstance(number, int):
+        if number <= page:
+            raise BadRequestError(f"pagination went from page {page} back to page {number}")
+        return number
+    return page + 1 if meta.get("next_page") else None
+
+
+def _user(raw: Mapping[str, Any]) -> TargetUser:
+    return TargetUser(
+        id=str(raw["id"]),
+        email=raw["email"],
+        first_name=raw.get("first_name"),
+        last_name=raw.get("last_name"),
+        tenant_owner=bool(raw.get("admin", False)),
+        tenant_permissions=list(raw.get("tenant_permissions") or []),
+        active=bool(raw.get("is_active", True)),
+    )
+
+
+def _team_with(
+    raw: Mapping[str, Any],
+    members: list[Member],
+    group_members: Callable[[str], list[Member]],
+) -> Team:
+    """A team from its `GET teams` entry, with the members given and each case group's
+    members from `group_members(case_group_id)`."""
+    return Team(
+        id=str(raw["id"]),
+        name=raw["name"],
+        members=members,
+        case_groups=[
+            CaseGroup(
+                id=str(group["id"]), name=group["name"], members=group_members(str(group["id"]))
+            )
+            for group in raw.get("groups") or []
+        ],
+    )
+
+
+def _wire_id(target_id: str) -> int | str:
+    """Tines ids are integers; the model keeps every target id as a string."""
+    return int(target_id) if target_id.isdigit() else target_id
+
+
+def _without_none(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not None}
