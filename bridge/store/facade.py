@@ -1,0 +1,296 @@
+"""`Store`: the one object the rest of the bridge uses for state (SPEC §10).
+
+Each method is one short transaction that has committed when the method returns, so a caller
+can acknowledge what it stored (the webhook's 202 comes after `enqueue` returns). Time comes
+from the injected `clock`, so tests move time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge.store import audit, cursors, known_users, leases, mappings, queue, runs, schema
+from bridge.store.batching import GroupCommitter
+from bridge.store.database import (
+    SqliteSynchronous,
+    create_store_engine,
+    read_transaction,
+    write_transaction,
+)
+from bridge.store.errors import StoreUnavailableError
+from bridge.store.records import (
+    AuditRecord,
+    EnqueueRequest,
+    EnqueueResult,
+    MappingVersion,
+    QueueEntry,
+    QueueItem,
+    Run,
+    RunStatus,
+    TriggerKind,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE_URL = "sqlite:///jit-bridge.db"
+EVENT_RETENTION_SECONDS = 7 * 24 * 3600.0
+_PRUNE_EVERY = 1000
+
+
+class Store:
+    """Queue, event de-duplication, cursors, known users, runs, audit, mappings and leases."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], float] = time.time,
+        event_retention: float = EVENT_RETENTION_SECONDS,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._event_retention = event_retention
+        self._enqueues_since_prune = 0
+        self._enqueue_batches = GroupCommitter(self.enqueue_many)
+
+    @classmethod
+    def open(
+        cls,
+        database_url: str = DEFAULT_DATABASE_URL,
+        *,
+        clock: Callable[[], float] = time.time,
+        event_retention: float = EVENT_RETENTION_SECONDS,
+        sqlite_synchronous: SqliteSynchronous = "FULL",
+    ) -> Store:
+        """Connect lazily to `database_url`; call `upgrade()` before first use of a new DB.
+
+        `sqlite_synchronous="NORMAL"` trades durability against power loss (not against a
+        killed process) for commits without fsync; see `bridge.store.database`.
+        """
+        engine = create_store_engine(database_url, sqlite_synchronous=sqlite_synchronous)
+        return cls(engine, clock=clock, event_retention=event_retention)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def upgrade(self) -> None:
+        """Apply every pending migration (idempotent; safe from several processes at once)."""
+        schema.upgrade(self._engine)
+
+    def schema_is_current(self) -> bool:
+        return schema.is_current(self._engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def ping(self) -> None:
+        """Raise `StoreUnavailableError` unless the database answers a query."""
+        try:
+            with read_transaction(self._engine) as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            where = self._engine.url.render_as_string(hide_password=True)
+            raise StoreUnavailableError(
+                f"the state store at {where} does not answer ({type(exc).__name__}); check "
+                "that the database is running and database_url is right"
+            ) from None
+
+    # -- queue ------------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        key: str,
+        trigger: TriggerKind,
+        *,
+        event_id: str | None = None,
+        source: str | None = None,
+        email_hint: str | None = None,
+        not_before: float | None = None,
+    ) -> EnqueueResult:
+        """Queue `key` durably: committed, with its event id, when this returns.
+
+        One pending entry per key: a second trigger merges into it (strongest trigger, event
+        ids appended, earliest `not_before`), and a trigger for a key being worked makes it
+        run again afterwards. An event id seen within the retention window is a duplicate.
+        """
+        request = EnqueueRequest(key, trigger, event_id, source, email_hint, not_before)
+        # Checked here, so one caller's bad request cannot fail a batch shared with others.
+        queue.check_request(key, trigger)
+        return self._enqueue_batches.submit(request)
+
+    def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
+        """Queue several triggers in one transaction (one commit, one fsync): a poller's page
+        of events, or webhook deliveries batched together. All or none are stored."""
+        now = self._clock()
+        with write_transaction(self._engine) as connection:
+            results = [
+                queue.enqueue(
+                    connection,
+                    now,
+                    request.key,
+                    request.trigger,
+                    event_id=request.event_id,
+                    source=request.source,
+                    email_hint=request.email_hint,
+                    not_before=request.not_before,
+                    event_retention=self._event_retention,
+                )
+                for request in requests
+            ]
+        self._enqueues_since_prune += len(results)
+        if self._enqueues_since_prune >= _PRUNE_EVERY:
+            self.prune_seen_events()
+        return results
+
+    def claim(self, worker_id: str, lease_seconds: float = 300) -> QueueItem | None:
+        """The oldest ready key, leased to `worker_id`; None when nothing is ready."""
+        now = self._clock()
+        with read_transaction(self._engine) as connection:
+            if not queue.has_ready(connection, now):
+                return None
+        with write_transaction(self._engine) as connection:
+            return queue.claim(connection, now, worker_id, lease_seconds)
+
+    def complete(self, item: QueueItem) -> bool:
+        """Done with `item`. False when its lease had expired and the key moved on."""
+        with write_transaction(self._engine) as connection:
+            done = queue.complete(connection, item)
+        if not done:
+            log.warning("claim on %s by %s was lost before it completed", item.key, item.worker_id)
+        return done
+
+    def fail(self, item: QueueItem, error: str, retry_in: float) -> bool:
+        """Retry `item` (and anything queued for its key meanwhile) after `retry_in` s."""
+        with write_transaction(self._engine) as connection:
+            kept = queue.fail(connection, self._clock(), item, error, retry_in)
+        if not kept:
+            log.warning("claim on %s by %s was lost before it failed", item.key, item.worker_id)
+        return kept
+
+    def extend_claim(self, item: QueueItem, lease_seconds: float = 300) -> bool:
+        """Renew the lease of a long attempt (a full reconcile); false if already lost."""
+        with write_transaction(self._engine) as connection:
+            return queue.extend(connection, self._clock(), item, lease_seconds)
+
+    def queue_depth(self) -> int:
+        with read_transaction(self._engine) as connection:
+            return queue.depth(connection)
+
+    def queue_items(self) -> list[QueueEntry]:
+        with read_transaction(self._engine) as connection:
+            return queue.entries(connection)
+
+    def prune_seen_events(self) -> int:
+        """Forget event ids older than the retention window (also done every 1000 enqueues)."""
+        self._enqueues_since_prune = 0
+        with write_transaction(self._engine) as connection:
+            return queue.prune_seen_events(connection, self._clock(), self._event_retention)
+
+    # -- poll cursors and known users -------------------------------------------------------
+
+    def get_cursor(self, name: str) -> dict[str, Any] | None:
+        with read_transaction(self._engine) as connection:
+            return cursors.get(connection, name)
+
+    def set_cursor(self, name: str, value: dict[str, Any]) -> None:
+        with write_transaction(self._engine) as connection:
+            cursors.put(connection, self._clock(), name, value)
+
+    def remember_user(self, user_id: str, email: str) -> None:
+        with write_transaction(self._engine) as connection:
+            known_users.remember(connection, self._clock(), user_id, email)
+
+    def email_for(self, user_id: str) -> str | None:
+        with read_transaction(self._engine) as connection:
+            return known_users.email_for(connection, user_id)
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start_run(self, kind: str, trigger: str, *, requested_by: str) -> str:
+        with write_transaction(self._engine) as connection:
+            return runs.start(connection, self._clock(), kind, trigger, requested_by)
+
+    def finish_run(self, run_id: str, status: RunStatus | str, summary: dict[str, Any]) -> None:
+        with write_transaction(self._engine) as connection:
+            runs.finish(connection, self._clock(), run_id, status, summary)
+
+    def hold_run(self, run_id: str, held_operations: list[dict[str, Any]], reason: str) -> None:
+        with write_transaction(self._engine) as connection:
+            runs.hold(connection, run_id, held_operations, reason)
+
+    def approve_run(self, run_id: str, approved_by: str) -> list[dict[str, Any]]:
+        """Record the approval and return the held operations for the caller to apply.
+
+        Raises `RunNotFoundError`, `RunNotHeldError` or `RunAlreadyApprovedError`.
+        """
+        with write_transaction(self._engine) as connection:
+            return runs.approve(connection, self._clock(), run_id, approved_by)
+
+    def get_run(self, run_id: str) -> Run | None:
+        with read_transaction(self._engine) as connection:
+            return runs.get(connection, run_id)
+
+    def list_runs(self, limit: int = 50, status: RunStatus | str | None = None) -> list[Run]:
+        """Newest first."""
+        with read_transaction(self._engine) as connection:
+            return runs.recent(connection, limit, status)
+
+    # -- audit ------------------------------------------------------------------------------
+
+    def record_audit(self, *records: AuditRecord) -> None:
+        """Append one or more records in one transaction."""
+        self.record_audit_many(records)
+
+    def record_audit_many(self, records: Iterable[AuditRecord]) -> None:
+        with write_transaction(self._engine) as connection:
+            audit.record(connection, records)
+
+    def audit(
+        self,
+        email: str | None = None,
+        since: datetime | float | None = None,
+        limit: int = 1000,
+        *,
+        run_id: str | None = None,
+    ) -> list[AuditRecord]:
+        """The newest `limit` records matching every filter given, oldest first."""
+        with read_transaction(self._engine) as connection:
+            return audit.query(connection, email=email, since=since, run_id=run_id, limit=limit)
+
+    # -- mapping versions -------------------------------------------------------------------
+
+    def save_mapping(self, text: str, source: str) -> int:
+        """Keep `text` as the current mapping; returns its version number."""
+        with write_transaction(self._engine) as connection:
+            return mappings.save(connection, self._clock(), text, source)
+
+    def current_mapping(self) -> tuple[int, str] | None:
+        with read_transaction(self._engine) as connection:
+            return mappings.current(connection)
+
+    def get_mapping(self, version: int) -> str | None:
+        with read_transaction(self._engine) as connection:
+            return mappings.text_of(connection, version)
+
+    def mapping_versions(self) -> list[MappingVersion]:
+        """Newest first."""
+        with read_transaction(self._engine) as connection:
+            return mappings.versions(connection)
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        with write_transaction(self._engine) as connection:
+            return leases.acquire(connection, self._clock(), name, holder, ttl_seconds)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with write_transaction(self._engine) as connection:
+            leases.release(connection, name, holder)

@@ -1,0 +1,136 @@
+"""Sync runs, and the removals a removal budget held back until someone approves them (SPEC §5).
+
+A held run is a row, so it survives restarts; approval is one conditional UPDATE, so two
+approvers racing (CLI and admin API, two processes) cannot both get the operations.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, case, insert, literal, select, update
+
+from bridge.store.clock import to_datetime
+from bridge.store.errors import RunAlreadyApprovedError, RunNotFoundError, RunNotHeldError
+from bridge.store.records import Run
+from bridge.store.tables import runs
+
+_r = runs.c
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_run_id(now: float) -> str:
+    """A ULID-shaped id: 10 characters of millisecond time, then 16 random ones.
+
+    Ids sort by start time as plain strings, and are safe to type on a command line.
+    """
+    millis = int(now * 1000)
+    stamp = "".join(_CROCKFORD[(millis >> shift) & 31] for shift in range(45, -1, -5))
+    randomness = "".join(secrets.choice(_CROCKFORD) for _ in range(16))
+    return stamp + randomness
+
+
+def start(connection: Connection, now: float, kind: str, trigger: str, requested_by: str) -> str:
+    run_id = new_run_id(now)
+    connection.execute(
+        insert(runs).values(
+            id=run_id,
+            kind=kind,
+            trigger=trigger,
+            requested_by=requested_by,
+            status="running",
+            started_at=now,
+            summary={},
+        )
+    )
+    return run_id
+
+
+def finish(
+    connection: Connection,
+    now: float,
+    run_id: str,
+    status: str,
+    summary: dict[str, Any],
+) -> None:
+    _require(connection, run_id)
+    # An approval that landed between hold and finish stays: reverting the status to
+    # "held" would let the same operations be approved, and applied, a second time.
+    kept_status = case((_r.approved_at.is_not(None), _r.status), else_=literal(status))
+    connection.execute(
+        update(runs)
+        .where(_r.id == run_id)
+        .values(status=kept_status, finished_at=now, summary=summary)
+    )
+
+
+def hold(
+    connection: Connection, run_id: str, held_operations: list[dict[str, Any]], reason: str
+) -> None:
+    _require(connection, run_id)
+    connection.execute(
+        update(runs)
+        .where(_r.id == run_id)
+        .values(status="held", held_operations=held_operations, hold_reason=reason)
+    )
+
+
+def approve(
+    connection: Connection, now: float, run_id: str, approved_by: str
+) -> list[dict[str, Any]]:
+    approved = connection.execute(
+        update(runs)
+        .where(_r.id == run_id, _r.status == "held", _r.approved_at.is_(None))
+        .values(status="approved", approved_by=approved_by, approved_at=now)
+    )
+    row = _require(connection, run_id)
+    if approved.rowcount == 1:
+        return list(row["held_operations"] or [])
+    if row["approved_at"] is not None:
+        raise RunAlreadyApprovedError(
+            f"run {run_id} was already approved by {row['approved_by']} at "
+            f"{to_datetime(row['approved_at']).isoformat()}; its held operations were handed "
+            "out then and are not applied twice. Start a new sync if access is still wrong."
+        )
+    raise RunNotHeldError(
+        f"run {run_id} has status {row['status']!r} and holds nothing to approve; only runs "
+        "with status 'held' can be approved (see `jit-bridge` status or the runs list)"
+    )
+
+
+def get(connection: Connection, run_id: str) -> Run | None:
+    row = connection.execute(select(runs).where(_r.id == run_id)).mappings().first()
+    return None if row is None else _run(row)
+
+
+def recent(connection: Connection, limit: int, status: str | None) -> list[Run]:
+    """Newest first."""
+    statement = select(runs).order_by(_r.id.desc()).limit(limit)
+    if status is not None:
+        statement = statement.where(_r.status == status)
+    return [_run(row) for row in connection.execute(statement).mappings()]
+
+
+def _require(connection: Connection, run_id: str) -> RowMapping:
+    row = connection.execute(select(runs).where(_r.id == run_id)).mappings().first()
+    if row is None:
+        raise RunNotFoundError(f"no run with id {run_id!r}; list runs to find the right id")
+    return row
+
+
+def _run(row: RowMapping) -> Run:
+    return Run(
+        id=row["id"],
+        kind=row["kind"],
+        trigger=row["trigger"],
+        requested_by=row["requested_by"],
+        status=row["status"],
+        started_at=to_datetime(row["started_at"]),
+        finished_at=None if row["finished_at"] is None else to_datetime(row["finished_at"]),
+        summary=row["summary"],
+        held_operations=row["held_operations"],
+        hold_reason=row["hold_reason"],
+        approved_by=row["approved_by"],
+        approved_at=None if row["approved_at"] is None else to_datetime(row["approved_at"]),
+    )
