@@ -1,0 +1,443 @@
+"""Keycloak as the identity source, read through the Admin REST API as a service account.
+
+The bridge's client needs these `realm-management` roles on its service account:
+`view-users` (users, groups, members, a user's role mappings; it includes `query-users` and
+`query-groups`) and `view-events` (for the event poller). Role selectors additionally need
+`view-realm` (list realm roles, their composites and holders) and `view-clients` (find a
+client by clientId and list its roles; `query-clients` alone lists nothing); without them
+those selectors are reported unreadable and nothing they grant is removed.
+
+Costs, so a full reconcile stays cheap on large realms (SPEC §1, §11):
+- `read_all`: users / page_size requests for the user list, plus per selector: one search
+  (name) or lookup (path), one children page per group that has subgroups, and one members
+  page per group per page_size members. Role selectors add the listing of realm roles (and
+  the client's roles), one composites request per composite role, and holders/groups pages.
+  Nothing is requested per user.
+- `read_user`: the user, their groups (paged), effective realm roles, and effective client
+  roles only for the clients that client-role selectors of `mapping` name.
+
+What role selectors cover in `read_all`: users holding the role directly, through a group
+holding it (including every descendant group's members), and through a composite role
+(realm roles, or roles of the same client) that includes it, transitively. Not covered:
+composite roles defined on *other* clients that include it; a user who holds the role only
+that way is found by `read_user` but not by `read_all`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import quote
+
+from keycloak.exceptions import (
+    KeycloakAuthenticationError,
+    KeycloakConnectionError,
+    KeycloakError,
+)
+from keycloak.keycloak_admin import KeycloakAdmin
+from keycloak.openid_connection import KeycloakOpenIDConnection
+
+from bridge.mapping import GroupSelector, Mapping
+from bridge.model import IdentityView, IdpUser
+from bridge.sources.base import IdentitySource, SourceError, UserRef
+
+Json = dict[str, Any]
+
+
+@dataclass
+class ReadStats:
+    """Requests sent to Keycloak, for benchmarks and the status page."""
+
+    requests: int = 0
+
+
+class _NotFoundError(Exception):
+    """A 404 on a path: the thing is gone, not the read broken."""
+
+
+class _SelectorUnreadableError(Exception):
+    """One selector could not be read completely; the reason is for people."""
+
+
+@dataclass
+class _Membership:
+    """What one selector contributes: user id → group paths / role names."""
+
+    groups: dict[str, set[str]]
+    realm_roles: dict[str, set[str]]
+    client_roles: dict[str, dict[str, set[str]]]
+
+
+class KeycloakSource(IdentitySource):
+    """Reads one realm. `mapping` limits per-user client-role reads to the clients its
+    client-role selectors name (assign `source.mapping` when the mapping changes)."""
+
+    def __init__(
+        self,
+        server_url: str,
+        realm: str,
+        client_id: str,
+        client_secret: str,
+        verify_tls: bool = True,
+        timeout: float = 10,
+        *,
+        mapping: Mapping | None = None,
+        page_size: int = 500,
+    ) -> None:
+        self.server_url = server_url.rstrip("/")
+        self.realm = realm
+        self.client_id = client_id
+        self.mapping = mapping
+        self.page_size = page_size
+        self.stats = ReadStats()
+        self._client_ids: dict[str, str | None] = {}
+        connection = KeycloakOpenIDConnection(
+            server_url=self.server_url,
+            realm_name=realm,
+            client_id=client_id,
+            client_secret_key=client_secret,
+            verify=verify_tls,
+            timeout=int(timeout),
+        )
+        self._admin = KeycloakAdmin(connection=connection)
+        self._base = f"admin/realms/{quote(realm, safe='')}"
+
+    # ----------------------------------------------------------------------------------
+    # HTTP
+
+    def _get(self, path: str, **params: Any) -> Any:
+        """GET a realm-relative admin path; translate every failure into SourceError."""
+        where = f"GET {self.server_url}/{self._base}/{path}"
+        self.stats.requests += 1
+        try:
+            response = self._admin.connection.raw_get(f"{self._base}/{path}", **params)
+        except KeycloakAuthenticationError as exc:
+            raise SourceError(
+                f"Keycloak at {self.server_url} refused the credentials of client "
+                f"'{self.client_id}' in realm '{self.realm}' ({exc.response_code}): check the "
+                "client id and secret and that the client has service accounts enabled"
+            ) from None
+        except KeycloakConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise SourceError(f"cannot reach Keycloak ({where}): {cause}") from None
+        except KeycloakError as exc:
+            raise SourceError(
+                f"Keycloak at {self.server_url} gave client '{self.client_id}' no token "
+                f"({exc.response_code}): {exc.error_message!s:.200}"
+            ) from None
+        status = response.status_code
+        if status == 404:
+            raise _NotFoundError(where)
+        if status == 403:
+            raise SourceError(
+                f"{where}: 403 forbidden; give the service account of client '{self.client_id}' "
+                "the realm-management role view-users (view-realm and view-clients for role "
+                "selectors)"
+            )
+        if status == 401:
+            raise SourceError(
+                f"{where}: 401 unauthorized; check the secret of client '{self.client_id}'"
+            )
+        if status != 200:
+            raise SourceError(f"{where}: HTTP {status} {response.text[:200]}")
+        try:
+            return response.json()
+        except ValueError:
+            raise SourceError(f"{where}: response is not JSON") from None
+
+    def _get_list(self, path: str, **params: Any) -> list[Json]:
+        body = self._get(path, **params)
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise SourceError(f"GET {self._base}/{path}: expected a JSON list of objects")
+        return cast(list[Json], body)
+
+    def _pages(self, path: str, **params: Any) -> Iterator[Json]:
+        """Every item of a paged list; a short page ends it."""
+        first = 0
+        while True:
+            page = self._get_list(path, first=first, max=self.page_size, **params)
+            yield from page
+            if len(page) < self.page_size:
+                return
+            first += self.page_size
+
+    def ping(self) -> None:
+        """Readiness: the credentials work and the realm's users can be listed."""
+        self._get_list("users", max=1, briefRepresentation="true")
+
+    # ----------------------------------------------------------------------------------
+    # One user
+
+    def read_user(self, ref: UserRef) -> IdentityView:
+        if ref.user_id:
+            try:
+                user = self._get(f"users/{quote(ref.user_id, safe='')}")
+            except _NotFoundError:
+                return IdentityView(deleted_users=[ref.email] if ref.email else [])
+            if not isinstance(user, dict):
+                raise SourceError(f"GET users/{ref.user_id}: expected a user object")
+        else:
+            email = ref.email or ""
+            found = [
+                u
+                for u in self._get_list(
+                    "users", email=email, exact="true", briefRepresentation="false"
+                )
+                if str(u.get("email", "")).lower() == email.lower()
+            ]
+            if not found:
+                return IdentityView()
+            user = found[0]
+        try:
+            return self._read_user_details(user)
+        except _NotFoundError:  # deleted between the two reads
+            return IdentityView(deleted_users=[ref.email] if ref.email else [])
+
+    def _read_user_details(self, user: Json) -> IdentityView:
+        user_id = quote(str(user["id"]), safe="")
+        groups = [
+            str(g["path"])
+            for g in self._pages(f"users/{user_id}/groups", briefRepresentation="true")
+        ]
+        realm_roles = [
+            str(r["name"]) for r in self._get_list(f"users/{user_id}/role-mappings/realm/composite")
+        ]
+        client_roles: dict[str, list[str]] = {}
+        unreadable: dict[str, str] = {}
+        read_clients: set[str] = set()
+        for selector in self._client_role_selectors():
+            client = selector.client or ""
+            if client in read_clients:
+                continue
+            try:
+                uuid = self._client_uuid(client)
+            except _SelectorUnreadableError as exc:
+                unreadable[selector.raw] = str(exc)
+                continue
+            read_clients.add(client)
+            path = f"users/{user_id}/role-mappings/clients/{uuid}/composite"
+            names = [str(r["name"]) for r in self._get_list(path)]
+            if names:
+                client_roles[client] = sorted(names)
+        profile = _profile(user, groups=sorted(groups), realm_roles=sorted(realm_roles))
+        return IdentityView(
+            users=[profile.model_copy(update={"client_roles": client_roles})],
+            unreadable_groups=unreadable,
+        )
+
+    def _client_role_selectors(self) -> list[GroupSelector]:
+        if self.mapping is None:
+            return []
+        chosen = (s for s in self.mapping.selectors() if s.kind == "client_role")
+        return sorted(chosen, key=lambda s: s.raw)
+
+    def _client_uuid(self, client_id: str) -> str:
+        """The internal id of a client, which role URLs need (view-clients)."""
+        if client_id not in self._client_ids:
+            try:
+                found = self._get_list("clients", clientId=client_id, search="false")
+            except SourceError as exc:
+                raise _SelectorUnreadableError(
+                    f"cannot look up client '{client_id}': {exc}"
+                ) from None
+            match = [c for c in found if c.get("clientId") == client_id]
+            self._client_ids[client_id] = str(match[0]["id"]) if match else None
+        uuid = self._client_ids[client_id]
+        if uuid is None:
+            raise _SelectorUnreadableError(
+                f"client '{client_id}' does not exist in realm '{self.realm}'"
+            )
+        return uuid
+
+    # ----------------------------------------------------------------------------------
+    # Everyone, in bulk
+
+    def read_all(self, mapping: Mapping) -> IdentityView:
+        users = list(self._pages("users", briefRepresentation="false"))
+        groups: dict[str, set[str]] = {}
+        realm_roles: dict[str, set[str]] = {}
+        client_roles: dict[str, dict[str, set[str]]] = {}
+        unreadable: dict[str, str] = {}
+        for selector in sorted(mapping.selectors(), key=lambda s: s.raw):
+            try:
+                found = self._read_selector(selector)
+            except (_SelectorUnreadableError, SourceError) as exc:
+                unreadable[selector.raw] = str(exc)
+                continue
+            except _NotFoundError as exc:
+                unreadable[selector.raw] = f"disappeared while reading: {exc}"
+                continue
+            for user_id, paths in found.groups.items():
+                groups.setdefault(user_id, set()).update(paths)
+            for user_id, roles in found.realm_roles.items():
+                realm_roles.setdefault(user_id, set()).update(roles)
+            for user_id, by_client in found.client_roles.items():
+                for client, roles in by_client.items():
+                    client_roles.setdefault(user_id, {}).setdefault(client, set()).update(roles)
+        read = [
+            _profile(
+                u,
+                groups=sorted(groups.get(u["id"], ())),
+                realm_roles=sorted(realm_roles.get(u["id"], ())),
+                client_roles={
+                    c: sorted(r) for c, r in sorted(client_roles.get(u["id"], {}).items())
+                },
+            )
+            for u in users
+            if not u.get("serviceAccountClientId")
+        ]
+        return IdentityView(users=read, unreadable_groups=unreadable, complete=True)
+
+    def _read_selector(self, selector: GroupSelector) -> _Membership:
+        found = _Membership(groups={}, realm_roles={}, client_roles={})
+        if selector.kind in ("name", "path"):
+            roots = self._groups_for(selector)
+            for group in roots:
+                self._collect_members(group, found.groups)
+            return found
+        holders = self._role_holders(selector)
+        for user_id in holders:
+            if selector.kind == "realm_role":
+                found.realm_roles.setdefault(user_id, set()).add(selector.name)
+            else:
+                client = selector.client or ""
+                found.client_roles.setdefault(user_id, {}).setdefault(client, set()).add(
+                    selector.name
+                )
+        return found
+
+    def _groups_for(self, selector: GroupSelector) -> list[Json]:
+        if selector.kind == "path":
+            try:
+                group = self._get(f"group-by-path/{quote(selector.name.lstrip('/'), safe='/')}")
+            except _NotFoundError:
+                raise _SelectorUnreadableError(f"group {selector.name} does not exist") from None
+            if not isinstance(group, dict) or group.get("path") != selector.name:
+                raise _SelectorUnreadableError(f"group {selector.name} does not exist")
+            return [group]
+        matches = [
+            g
+            for top in self._pages(
+                "groups", search=selector.name, exact="true", briefRepresentation="true"
+            )
+            for g in _walk(top)
+            if g.get("name") == selector.name
+        ]
+        if not matches:
+            raise _SelectorUnreadableError(f"no group named '{selector.name}' exists")
+        return matches
+
+    def _collect_members(self, group: Json, into: dict[str, set[str]]) -> None:
+        """Direct members of `group` and of every descendant, with the path they are in."""
+        for group_ in self._subtree(group):
+            path = str(group_["path"])
+            gid = quote(str(group_["id"]), safe="")
+            try:
+                for member in self._pages(f"groups/{gid}/members", briefRepresentation="true"):
+                    into.setdefault(str(member["id"]), set()).add(path)
+            except _NotFoundError:
+                raise _SelectorUnreadableError(
+                    f"group {path} disappeared while reading it"
+                ) from None
+
+    def _subtree(self, group: Json) -> Iterator[Json]:
+        yield group
+        if not group.get("subGroupCount", 1):
+            return
+        gid = quote(str(group["id"]), safe="")
+        try:
+            children = list(self._pages(f"groups/{gid}/children", briefRepresentation="true"))
+        except _NotFoundError:
+            raise _SelectorUnreadableError(f"group {group.get('path')} disappeared") from None
+        for child in children:
+            yield from self._subtree(child)
+
+    # Roles
+
+    def _role_holders(self, selector: GroupSelector) -> set[str]:
+        """Users holding the role directly, through groups, or through composites."""
+        realm_roles = self._roles("roles")
+        containers = [("roles", realm_roles)]
+        if selector.kind == "client_role":
+            uuid = self._client_uuid(selector.client or "")
+            containers.append((f"clients/{uuid}/roles", self._roles(f"clients/{uuid}/roles")))
+            wanted = f"{uuid}:{selector.name}"
+        else:
+            wanted = f":{selector.name}"
+        known = {_role_key(r) for _, roles in containers for r in roles}
+        if wanted not in known:
+            raise _SelectorUnreadableError(f"role {selector.raw.partition(':')[2]} does not exist")
+        # Composite parents, transitively: a role that includes the wanted role grants it.
+        includes: dict[str, set[str]] = {}
+        by_key: dict[str, tuple[str, Json]] = {}
+        for container, roles in containers:
+            for role in roles:
+                by_key[_role_key(role)] = (container, role)
+                if role.get("composite"):
+                    rid = quote(str(role["id"]), safe="")
+                    included = self._get_list(f"roles-by-id/{rid}/composites")
+                    includes[_role_key(role)] = {_role_key(c) for c in included}
+        granting = {wanted}
+        changed = True
+        while changed:
+            changed = False
+            for parent, children in includes.items():
+                if parent not in granting and children & granting:
+                    granting.add(parent)
+                    changed = True
+        holders: set[str] = set()
+        for key in sorted(granting):
+            container, role = by_key[key]
+            name = quote(str(role["name"]), safe="")
+            holders.update(str(u["id"]) for u in self._pages(f"{container}/{name}/users"))
+            for group in self._pages(f"{container}/{name}/groups", briefRepresentation="true"):
+                members: dict[str, set[str]] = {}
+                self._collect_members(group, members)
+                holders.update(members)
+        return holders
+
+    def _roles(self, path: str) -> list[Json]:
+        try:
+            return list(self._pages(path, briefRepresentation="true"))
+        except _NotFoundError:
+            raise _SelectorUnreadableError(f"cannot list roles at {path}") from None
+
+
+def _role_key(role: Json) -> str:
+    """`:name` for realm roles, `<client uuid>:name` for client roles."""
+    container = role.get("containerId", "") if role.get("clientRole") else ""
+    return f"{container}:{role['name']}"
+
+
+def _walk(group: Json) -> Iterator[Json]:
+    yield group
+    for child in group.get("subGroups") or []:
+        yield from _walk(child)
+
+
+def _profile(
+    user: Json,
+    *,
+    groups: list[str],
+    realm_roles: list[str],
+    client_roles: dict[str, list[str]] | None = None,
+) -> IdpUser:
+    try:
+        return IdpUser(
+            id=str(user["id"]),
+            username=str(user.get("username", "")),
+            email=user.get("email"),
+            email_verified=bool(user.get("emailVerified", False)),
+            first_name=user.get("firstName"),
+            last_name=user.get("lastName"),
+            enabled=bool(user.get("enabled", True)),
+            attributes={
+                k: [str(v) for v in vs] for k, vs in (user.get("attributes") or {}).items()
+            },
+            groups=groups,
+            realm_roles=realm_roles,
+            client_roles=client_roles or {},
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SourceError(f"Keycloak returned a malformed user record: {exc}") from None
