@@ -1,0 +1,294 @@
+"""Polling Keycloak's event store: triggers for a Keycloak with no listener installed.
+
+Keycloak keeps user events (`/events`) and admin events (`/admin-events`) when the realm
+stores them. The poller reads them in ascending time from a durable cursor per stream:
+
+- `dateFrom` (epoch ms) is inclusive and several events share a millisecond, so the cursor
+  keeps the ids already handled at its millisecond and skips them when they come back.
+- The cursor moves only after a page's triggers are durably queued: a crash replays events
+  (the queue de-duplicates by event id), it never skips them.
+- With no cursor yet, the poller starts `catch_up_s` (default 10 minutes) before now. Older
+  history is not worth replaying: what happened before the bridge ran is healed by the first
+  full reconcile (enhanced) or by the user's next login (jit), while a short window still
+  covers logins made while the bridge was being deployed or restarted with a fresh store.
+- After downtime the cursor lets the poller read everything stored since. If Keycloak has
+  expired events the poller never read (`eventsExpiration`), they are lost; the poller warns
+  and, in enhanced mode, queues a full reconcile to heal.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from keycloak import KeycloakAdmin, urls_patterns
+from keycloak.exceptions import KeycloakGetError, raise_error_from_response
+
+from bridge.intake.events import (
+    ALL_USERS_KEY,
+    EventError,
+    KeycloakEvent,
+    TriggerSink,
+    enqueue_triggers,
+    parse_rest_admin_event,
+    parse_rest_user_event,
+    triggers_for,
+)
+from bridge.model import Mode
+
+log = logging.getLogger(__name__)
+
+StreamName = Literal["user", "admin"]
+DEFAULT_CATCH_UP_S = 600.0
+# Only after this long without a complete read can events have expired unseen; checking
+# the realm's expiration setting on every poll would cost a request each time.
+_GAP_CHECK_AFTER_MS = 60_000
+
+
+class KeycloakEventReader(Protocol):
+    """Reads stored events in ascending time from `date_from_ms` (inclusive)."""
+
+    def user_events(self, date_from_ms: int, first: int, max: int) -> list[dict[str, Any]]: ...
+
+    def admin_events(self, date_from_ms: int, first: int, max: int) -> list[dict[str, Any]]: ...
+
+    def expiration_ms(self, stream: StreamName) -> int | None:
+        """How long Keycloak keeps events of that stream; None when they never expire."""
+        ...
+
+
+class CursorStore(Protocol):
+    def get_cursor(self, name: str) -> dict[str, Any] | None: ...
+
+    def set_cursor(self, name: str, value: dict[str, Any]) -> None: ...
+
+
+class KeycloakAdminEventReader:
+    """`KeycloakEventReader` over python-keycloak. Its `get_events` / `get_admin_events` pass
+    the query through and do not paginate, so paging is the poller's."""
+
+    def __init__(self, admin: KeycloakAdmin) -> None:
+        self._admin = admin
+
+    def user_events(self, date_from_ms: int, first: int, max: int) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = self._admin.get_events(_query(date_from_ms, first, max))
+        return events
+
+    def admin_events(self, date_from_ms: int, first: int, max: int) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = self._admin.get_admin_events(
+            _query(date_from_ms, first, max)
+        )
+        return events
+
+    def expiration_ms(self, stream: StreamName) -> int | None:
+        path = urls_patterns.URL_ADMIN_EVENTS_CONFIG.format(
+            **{"realm-name": self._admin.connection.realm_name}
+        )
+        config = raise_error_from_response(self._admin.connection.raw_get(path), KeycloakGetError)
+        key = "eventsExpiration" if stream == "user" else "adminEventsExpiration"
+        seconds = config.get(key) if isinstance(config, dict) else None
+        return int(seconds) * 1000 if isinstance(seconds, int) and seconds > 0 else None
+
+
+def _query(date_from_ms: int, first: int, max_results: int) -> dict[str, Any]:
+    return {"dateFrom": date_from_ms, "direction": "asc", "first": first, "max": max_results}
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll did. `errors` name the stream and what failed; its cursor did not move."""
+
+    events_read: int = 0
+    triggers_queued: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    malformed: int = 0
+    gap_detected: bool = False
+    errors: tuple[str, ...] = ()
+
+
+@dataclass
+class _Tally:
+    events_read: int = 0
+    triggers_queued: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    malformed: int = 0
+    gap_detected: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Cursor:
+    """The last millisecond handled, the event keys handled at exactly that millisecond, and
+    when a poll last read the stream to its end (to tell downtime from a quiet realm)."""
+
+    time_ms: int
+    ids: set[str]
+    checked_ms: int | None
+
+    @classmethod
+    def load(cls, value: dict[str, Any]) -> _Cursor:
+        time_ms, ids, checked = value.get("time_ms"), value.get("ids", []), value.get("checked_ms")
+        if not isinstance(time_ms, int) or not isinstance(ids, list):
+            raise ValueError("stored cursor is not {'time_ms': int, 'ids': [...]}; reset it")
+        return cls(time_ms, {str(i) for i in ids}, checked if isinstance(checked, int) else None)
+
+    def dump(self) -> dict[str, Any]:
+        return {"time_ms": self.time_ms, "ids": sorted(self.ids), "checked_ms": self.checked_ms}
+
+    def handled(self, event: KeycloakEvent) -> bool:
+        return event.time_ms < self.time_ms or (
+            event.time_ms == self.time_ms and event.dedupe_key in self.ids
+        )
+
+    def advance(self, event: KeycloakEvent) -> None:
+        if event.time_ms > self.time_ms:
+            self.time_ms, self.ids = event.time_ms, {event.dedupe_key}
+        elif event.time_ms == self.time_ms:
+            self.ids.add(event.dedupe_key)
+
+
+class EventPoller:
+    """Reads new stored events and enqueues their triggers; call `poll_once` on a schedule."""
+
+    def __init__(
+        self,
+        reader: KeycloakEventReader,
+        sink: TriggerSink,
+        cursor_store: CursorStore,
+        *,
+        realm: str,
+        mode_provider: Callable[[], Mode],
+        page_size: int = 100,
+        clock: Callable[[], float] = time.time,
+        catch_up_s: float = DEFAULT_CATCH_UP_S,
+    ) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        self._reader = reader
+        self._sink = sink
+        self._cursors = cursor_store
+        self._realm = realm
+        self._mode_provider = mode_provider
+        self._page_size = page_size
+        self._clock = clock
+        self._catch_up_ms = int(catch_up_s * 1000)
+
+    def cursor_name(self, stream: StreamName) -> str:
+        return f"keycloak-events/{self._realm}/{stream}"
+
+    def poll_once(self) -> PollResult:
+        """Read both streams to their end. Admin events are read only in enhanced mode: in
+        jit mode they trigger nothing (SPEC §4). A stream that fails keeps its cursor and
+        is reported in `errors`; the other stream is still read."""
+        mode = self._mode_provider()
+        tally = _Tally()
+        streams: list[StreamName] = ["user", "admin"] if mode == "enhanced" else ["user"]
+        for stream in streams:
+            try:
+                self._poll_stream(stream, mode, tally)
+            except Exception as error:  # any failure: report it, keep the cursor, retry later
+                message = f"{stream} events of realm {self._realm}: {type(error).__name__}: {error}"
+                log.warning("event poll failed, cursor kept: %s", message[:500])
+                tally.errors.append(message[:500])
+        return PollResult(
+            tally.events_read,
+            tally.triggers_queued,
+            tally.duplicates,
+            tally.ignored,
+            tally.malformed,
+            tally.gap_detected,
+            tuple(tally.errors),
+        )
+
+    def _poll_stream(self, stream: StreamName, mode: Mode, tally: _Tally) -> None:
+        name = self.cursor_name(stream)
+        now_ms = int(self._clock() * 1000)
+        stored = self._cursors.get_cursor(name)
+        if stored is None:
+            cursor = _Cursor(now_ms - self._catch_up_ms, set(), None)
+        else:
+            cursor = _Cursor.load(stored)
+            self._heal_expired(stream, cursor, now_ms, mode, tally)
+        read = self._reader.user_events if stream == "user" else self._reader.admin_events
+        date_from, first = cursor.time_ms, 0
+        while True:
+            page = read(date_from, first, self._page_size)
+            for raw in page:
+                self._handle(stream, raw, cursor, mode, tally)
+            last_page = len(page) < self._page_size
+            if last_page:
+                cursor.checked_ms = now_ms
+            self._cursors.set_cursor(name, cursor.dump())
+            if last_page:
+                return
+            first += len(page)
+
+    def _handle(
+        self, stream: StreamName, raw: Any, cursor: _Cursor, mode: Mode, tally: _Tally
+    ) -> None:
+        tally.events_read += 1
+        parse = parse_rest_user_event if stream == "user" else parse_rest_admin_event
+        try:
+            event = parse(raw, realm=self._realm)
+            if cursor.handled(event):
+                tally.duplicates += 1
+                return
+            triggers = triggers_for(event, mode)
+        except EventError as error:
+            # Skipped, not retried: a malformed stored event would otherwise block the stream.
+            log.warning(
+                "skipping malformed stored %s event in realm %s: %s", stream, self._realm, error
+            )
+            tally.malformed += 1
+            return
+        if triggers:
+            outcome = enqueue_triggers(self._sink, event, triggers, source=f"poll:{stream}-events")
+            tally.triggers_queued += outcome.queued + outcome.merged
+            tally.duplicates += outcome.duplicates
+        else:
+            tally.ignored += 1
+        cursor.advance(event)
+
+    def _heal_expired(
+        self, stream: StreamName, cursor: _Cursor, now_ms: int, mode: Mode, tally: _Tally
+    ) -> None:
+        """Queue a full reconcile when Keycloak may have expired events we never read."""
+        last_read_ms = cursor.checked_ms if cursor.checked_ms is not None else cursor.time_ms
+        if now_ms - last_read_ms <= _GAP_CHECK_AFTER_MS:
+            return
+        try:
+            expiration_ms = self._reader.expiration_ms(stream)
+        except Exception as error:  # the events still matter more than the gap check
+            log.warning(
+                "could not read the event expiration of realm %s (%s); cannot tell whether "
+                "events expired unread since the last poll",
+                self._realm,
+                type(error).__name__,
+            )
+            return
+        if expiration_ms is None or now_ms - last_read_ms <= expiration_ms:
+            return
+        tally.gap_detected = True
+        log.warning(
+            "%s events of realm %s were last read %d s ago, longer than Keycloak keeps them "
+            "(%d s): events in between may be lost%s",
+            stream,
+            self._realm,
+            (now_ms - last_read_ms) // 1000,
+            expiration_ms // 1000,
+            "; queueing a full reconcile" if mode == "enhanced" else "",
+        )
+        if mode == "enhanced":
+            result = self._sink.enqueue(
+                ALL_USERS_KEY,
+                "reconcile",
+                event_id=f"event-gap:{self.cursor_name(stream)}:{last_read_ms}",
+                source=f"poll:{stream}-events",
+            )
+            if result != "duplicate":
+                tally.triggers_queued += 1

@@ -1,0 +1,553 @@
+"""POST /webhooks/keycloak through FastAPI, and the two signature formats it accepts."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+from collections import Counter
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from bridge.intake.signatures import (
+    SignatureError,
+    sign_jit_bridge,
+    verify_jit_bridge_signature,
+    verify_phasetwo_signature,
+)
+from bridge.intake.webhook import MAX_BODY_BYTES, WEBHOOK_PATH, webhook_router
+from bridge.model import Mode
+from tests.test_intake_events import (
+    GROUP_ID,
+    USER_ID,
+    FakeQueue,
+    listener_admin_body,
+    listener_body,
+)
+
+SECRET = "whsec-test-7f3a"
+NOW = 1_767_225_600
+VECTOR = (
+    Path(__file__).parent.parent
+    / "deploy/keycloak-provider/src/test/resources/signature-vector.json"
+)
+
+
+def _hex(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+# Signatures
+
+
+def test_own_signature_round_trip() -> None:
+    body = b'{"id":"1"}'
+
+    verify_jit_bridge_signature(sign_jit_bridge(body, SECRET, NOW), body, SECRET, now=NOW)
+
+
+def test_signature_matches_the_java_listener_vector() -> None:
+    vector = json.loads(VECTOR.read_text(encoding="utf-8"))
+    body = vector["body"].encode()
+    assert body == base64.b64decode(vector["body_base64"])
+
+    assert sign_jit_bridge(body, vector["secret"], vector["timestamp"]) == vector["header"]
+    verify_jit_bridge_signature(
+        vector["header"], body, vector["secret"], now=vector["timestamp"] + 10
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "body", "secret"),
+    [
+        (sign_jit_bridge(b"{}", "other-secret", NOW), b"{}", SECRET),
+        (sign_jit_bridge(b'{"a":1}', SECRET, NOW), b'{"a":2}', SECRET),
+        (
+            sign_jit_bridge(b"{}", SECRET, NOW + 1).replace(f"t={NOW + 1}", f"t={NOW}"),
+            b"{}",
+            SECRET,
+        ),
+    ],
+    ids=["wrong-secret", "tampered-body", "tampered-timestamp"],
+)
+def test_own_signature_refuses_a_mismatch(header: str, body: bytes, secret: str) -> None:
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_jit_bridge_signature(header, body, secret, now=NOW)
+
+
+@pytest.mark.parametrize("offset", [-301, 301, -86_400, 10**9])
+def test_own_signature_refuses_old_and_future_timestamps(offset: int) -> None:
+    header = sign_jit_bridge(b"{}", SECRET, NOW + offset)
+
+    with pytest.raises(SignatureError, match="300 s"):
+        verify_jit_bridge_signature(header, b"{}", SECRET, now=NOW)
+
+
+@pytest.mark.parametrize("offset", [-300, 0, 300])
+def test_own_signature_accepts_timestamps_within_the_tolerance(offset: int) -> None:
+    verify_jit_bridge_signature(
+        sign_jit_bridge(b"{}", SECRET, NOW + offset), b"{}", SECRET, now=NOW
+    )
+
+
+GOOD_MAC = _hex(SECRET, f"{NOW}.{{}}".encode())
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "garbage",
+        f"v1={GOOD_MAC}",
+        f"t={NOW}",
+        f"t={NOW},t={NOW},v1={GOOD_MAC}",
+        f"t=abc,v1={GOOD_MAC}",
+        f"t=-{NOW},v1={GOOD_MAC}",
+        f"t={NOW},v1=zz",
+        f"t={NOW},v1={GOOD_MAC[:-1]}",
+        f"t={NOW};v1={GOOD_MAC}",
+        "t=" + "9" * 3000 + f",v1={GOOD_MAC}",
+    ],
+)
+def test_own_signature_refuses_malformed_headers(header: str | None) -> None:
+    with pytest.raises(SignatureError):
+        verify_jit_bridge_signature(header, b"{}", SECRET, now=NOW)
+
+
+def test_secret_rotation_accepts_any_listed_v1() -> None:
+    body = b'{"id":"1"}'
+    old = sign_jit_bridge(body, "old-secret", NOW)
+    new = sign_jit_bridge(body, "new-secret", NOW)
+    both = f"{old},v1={new.split('v1=')[1]}"
+
+    verify_jit_bridge_signature(both, body, "new-secret", now=NOW)
+    verify_jit_bridge_signature(both, body, "old-secret", now=NOW)
+    with pytest.raises(SignatureError):
+        verify_jit_bridge_signature(both, body, "third-secret", now=NOW)
+
+
+def test_unknown_signature_schemes_are_skipped() -> None:
+    header = sign_jit_bridge(b"{}", SECRET, NOW) + ",v0=whatever"
+
+    verify_jit_bridge_signature(header, b"{}", SECRET, now=NOW)
+
+
+def test_refusals_never_echo_the_secret_or_the_expected_mac() -> None:
+    expected = _hex(SECRET, f"{NOW}.{{}}".encode())
+    header = f"t={NOW},v1={'0' * 64}"
+
+    with pytest.raises(SignatureError) as raised:
+        verify_jit_bridge_signature(header, b"{}", SECRET, now=NOW)
+
+    assert SECRET not in str(raised.value)
+    assert expected not in str(raised.value)
+
+
+def test_an_empty_secret_refuses_everything() -> None:
+    with pytest.raises(SignatureError, match="no webhook secret"):
+        verify_jit_bridge_signature(sign_jit_bridge(b"{}", "", NOW), b"{}", "", now=NOW)
+    with pytest.raises(SignatureError, match="no webhook secret"):
+        verify_phasetwo_signature(_hex("", b"{}"), b"{}", "")
+
+
+def test_phasetwo_signature() -> None:
+    body = b'{"type":"access.LOGIN"}'
+
+    verify_phasetwo_signature(_hex(SECRET, body), body, SECRET)
+    verify_phasetwo_signature(_hex(SECRET, body).upper(), body, SECRET)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "sha256=" + _hex(SECRET, b"{}"),
+        _hex("other", b"{}"),
+        _hex(SECRET, b"{ }"),
+        "zz" * 32,
+    ],
+)
+def test_phasetwo_signature_refusals(header: str | None) -> None:
+    with pytest.raises(SignatureError):
+        verify_phasetwo_signature(header, b"{}", SECRET)
+
+
+# --------------------------------------------------------------------------------------
+# The endpoint
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = float(NOW)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountingMetrics:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def webhook(self, result: str) -> None:
+        self.counts[result] += 1
+
+
+class Bridge:
+    """The webhook mounted in an app, with its queue, clock, mode and metrics in reach."""
+
+    def __init__(self, *, sink_in_thread: bool = False) -> None:
+        self.queue = FakeQueue()
+        self.clock = Clock()
+        self.mode: Mode = "enhanced"
+        self.metrics = CountingMetrics()
+        app = FastAPI()
+        app.include_router(
+            webhook_router(
+                self.queue,
+                secret=SECRET,
+                mode_provider=lambda: self.mode,
+                clock=self.clock,
+                metrics=self.metrics,
+                sink_in_thread=sink_in_thread,
+            )
+        )
+        self.app = app
+        self.client = TestClient(app)
+
+    def post_listener(self, event: dict[str, Any], *, signed_at: float | None = None) -> Any:
+        body = json.dumps(event, ensure_ascii=False).encode()
+        signature = sign_jit_bridge(
+            body, SECRET, int(signed_at if signed_at is not None else self.clock.now)
+        )
+        return self.post_raw(body, {"X-JIT-Bridge-Signature": signature})
+
+    def post_phasetwo(self, event: dict[str, Any]) -> Any:
+        body = json.dumps(event).encode()
+        return self.post_raw(body, {"X-Keycloak-Signature": _hex(SECRET, body)})
+
+    def post_raw(
+        self, body: Any, headers: dict[str, str], content_type: str = "application/json"
+    ) -> Any:
+        return self.client.post(
+            WEBHOOK_PATH, content=body, headers={"Content-Type": content_type, **headers}
+        )
+
+
+@pytest.fixture(params=[False, True], ids=["sink-on-loop", "sink-in-thread"])
+def bridge(request: pytest.FixtureRequest) -> Bridge:
+    return Bridge(sink_in_thread=request.param)
+
+
+def test_a_signed_login_is_queued_before_the_202(bridge: Bridge) -> None:
+    response = bridge.post_listener(listener_body())
+
+    assert response.status_code == 202
+    assert response.json() == {"queued": 1, "merged": 0}
+    assert bridge.queue.calls == [
+        {
+            "key": f"id:{USER_ID}",
+            "trigger": "login",
+            "event_id": "ev-1",
+            "source": "webhook:jit-bridge",
+            "email_hint": None,
+        }
+    ]
+    assert bridge.metrics.counts == {"queued": 1}
+
+
+def test_a_second_event_for_a_waiting_user_is_merged(bridge: Bridge) -> None:
+    bridge.post_listener(listener_body())
+
+    response = bridge.post_listener(listener_body(id="ev-2"))
+
+    assert response.json() == {"queued": 1, "merged": 1}
+    assert bridge.queue.entries == {f"id:{USER_ID}": {"login"}}
+
+
+def test_a_redelivered_event_is_a_duplicate(bridge: Bridge) -> None:
+    bridge.post_listener(listener_body())
+
+    response = bridge.post_listener(listener_body())
+
+    assert (response.status_code, response.json()) == (202, {"duplicate": True, "queued": 0})
+    assert bridge.metrics.counts == {"queued": 1, "duplicate": 1}
+
+
+def test_a_phasetwo_membership_change_queues_that_user(bridge: Bridge) -> None:
+    event = {
+        "uid": "d-1",
+        "id": "kc-1",
+        "time": 1,
+        "type": "admin.GROUP_MEMBERSHIP-DELETE",
+        "realmName": "demo",
+        "resourcePath": f"users/{USER_ID}/groups/{GROUP_ID}",
+        "representation": json.dumps({"name": "Zürich/Ops ✓", "path": "/Zürich/Ops ✓"}),
+    }
+
+    response = bridge.post_phasetwo(event)
+
+    assert response.status_code == 202
+    assert bridge.queue.entries == {f"id:{USER_ID}": {"change"}}
+    assert bridge.queue.calls[0]["source"] == "webhook:phasetwo"
+
+
+def test_a_group_rename_queues_a_full_reconcile(bridge: Bridge) -> None:
+    response = bridge.post_listener(listener_admin_body("GROUP", "UPDATE", f"groups/{GROUP_ID}"))
+
+    assert response.status_code == 202
+    assert bridge.queue.entries == {"all": {"reconcile"}}
+
+
+def test_unicode_and_slashes_in_names_and_paths(bridge: Bridge) -> None:
+    event = listener_admin_body(
+        "GROUP_MEMBERSHIP",
+        "CREATE",
+        "users/jürgen-✓/groups/Ops%2FTier 1",
+        realm='Zürich "west"/eu ✓',
+    )
+
+    response = bridge.post_listener(event)
+
+    assert response.status_code == 202
+    assert bridge.queue.entries == {"id:jürgen-✓": {"change"}}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        listener_body(type="LOGIN_ERROR", user_id=None),
+        listener_body(type="LOGOUT"),
+        listener_admin_body("CLIENT", "UPDATE", "clients/c-1"),
+        listener_admin_body("SOME_FUTURE_TYPE", "ACTION", "whatever/ü/✓"),
+    ],
+    ids=["login-error", "logout", "client-update", "unknown-admin-type"],
+)
+def test_events_that_trigger_nothing_are_ignored(bridge: Bridge, event: dict[str, Any]) -> None:
+    response = bridge.post_listener(event)
+
+    assert response.status_code == 202
+    assert response.json()["ignored"] is True
+    assert bridge.queue.calls == []
+    assert bridge.metrics.counts == {"ignored": 1}
+
+
+def test_admin_events_are_ignored_in_jit_mode(bridge: Bridge) -> None:
+    bridge.mode = "jit"
+
+    response = bridge.post_listener(listener_admin_body("USER", "DELETE", f"users/{USER_ID}"))
+
+    assert response.json()["ignored"] is True
+    assert bridge.queue.calls == []
+
+
+def test_an_unknown_phasetwo_type_is_ignored(bridge: Bridge) -> None:
+    response = bridge.post_phasetwo({"id": "s", "time": 1, "type": "system.SOMETHING_NEW"})
+
+    assert (response.status_code, response.json()["ignored"]) == (202, True)
+
+
+def test_missing_signature_is_401(bridge: Bridge) -> None:
+    response = bridge.post_raw(json.dumps(listener_body()).encode(), {})
+
+    assert response.status_code == 401
+    assert "missing signature" in response.json()["error"]
+    assert bridge.queue.calls == []
+
+
+def test_wrong_signature_is_401(bridge: Bridge) -> None:
+    body = json.dumps(listener_body()).encode()
+
+    own = bridge.post_raw(body, {"X-JIT-Bridge-Signature": sign_jit_bridge(body, "guess", NOW)})
+    phasetwo = bridge.post_raw(body, {"X-Keycloak-Signature": _hex("guess", body)})
+
+    assert (own.status_code, phasetwo.status_code) == (401, 401)
+    assert SECRET not in own.text + phasetwo.text
+    assert bridge.queue.calls == []
+    assert bridge.metrics.counts == {"signature": 2}
+
+
+def test_a_replayed_request_is_refused_after_the_tolerance(bridge: Bridge) -> None:
+    body = json.dumps(listener_body()).encode()
+    headers = {"X-JIT-Bridge-Signature": sign_jit_bridge(body, SECRET, NOW)}
+    assert bridge.post_raw(body, headers).status_code == 202
+
+    bridge.clock.now = NOW + 301
+    replay = bridge.post_raw(body, headers)
+
+    assert replay.status_code == 401
+    assert "300 s" in replay.json()["error"]
+    assert len(bridge.queue.calls) == 1
+
+
+def test_a_phasetwo_body_under_the_listener_header_is_refused_as_malformed(bridge: Bridge) -> None:
+    body = json.dumps({"id": "x", "time": 1, "type": "access.LOGIN"}).encode()
+
+    response = bridge.post_raw(body, {"X-JIT-Bridge-Signature": sign_jit_bridge(body, SECRET, NOW)})
+
+    assert response.status_code == 400
+    assert "kind: is required" in response.json()["error"]
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"", b"\xff\xfe\x00", b"[" * 100_000])
+def test_signed_bad_json_is_400(bridge: Bridge, body: bytes) -> None:
+    response = bridge.post_raw(body, {"X-JIT-Bridge-Signature": sign_jit_bridge(body, SECRET, NOW)})
+
+    assert response.status_code == 400
+    assert "JSON" in response.json()["error"]
+    assert bridge.queue.calls == []
+
+
+@pytest.mark.parametrize(
+    ("event", "field_name"),
+    [
+        (listener_body(time="yesterday"), "time"),
+        (listener_body(kind="robot"), "kind"),
+        (listener_body(user_id=None), "user_id"),
+        (listener_admin_body("USER", "UPDATE", "users//x"), "resource_path"),
+        (listener_admin_body("GROUP_MEMBERSHIP", "CREATE", f"groups/{GROUP_ID}"), "resource_path"),
+    ],
+)
+def test_an_invalid_event_is_400_naming_the_field(
+    bridge: Bridge, event: dict[str, Any], field_name: str
+) -> None:
+    response = bridge.post_listener(event)
+
+    assert response.status_code == 400
+    assert f"{field_name}: " in response.json()["error"]
+    assert bridge.queue.calls == []
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_a_body_that_is_not_json_is_415(bridge: Bridge, content_type: str) -> None:
+    body = json.dumps(listener_body()).encode()
+    headers = {"X-JIT-Bridge-Signature": sign_jit_bridge(body, SECRET, NOW)}
+
+    response = bridge.post_raw(body, headers, content_type=content_type)
+
+    assert response.status_code == 415
+    assert bridge.queue.calls == []
+
+
+def test_json_with_a_charset_parameter_is_accepted(bridge: Bridge) -> None:
+    body = json.dumps(listener_body()).encode()
+    headers = {"X-JIT-Bridge-Signature": sign_jit_bridge(body, SECRET, NOW)}
+
+    response = bridge.post_raw(body, headers, content_type="Application/JSON; charset=utf-8")
+
+    assert response.status_code == 202
+
+
+def test_an_oversized_body_is_413(bridge: Bridge) -> None:
+    body = b'{"pad":"' + b"x" * MAX_BODY_BYTES + b'"}'
+    headers = {"X-JIT-Bridge-Signature": sign_jit_bridge(body, SECRET, NOW)}
+
+    response = bridge.post_raw(body, headers)
+
+    assert response.status_code == 413
+    assert bridge.metrics.counts == {"too_large": 1}
+
+
+def test_a_body_of_exactly_the_limit_is_read(bridge: Bridge) -> None:
+    prefix = json.dumps(listener_body())[:-1].encode() + b',"pad":"'
+    body = prefix + b"x" * (MAX_BODY_BYTES - len(prefix) - 2) + b'"}'
+    assert len(body) == MAX_BODY_BYTES
+
+    response = bridge.post_raw(body, {"X-JIT-Bridge-Signature": sign_jit_bridge(body, SECRET, NOW)})
+
+    assert response.status_code == 202
+
+
+def test_an_oversized_chunked_body_without_content_length_is_413(bridge: Bridge) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(40):
+            yield b" " * 16_384
+
+    response = bridge.post_raw(chunks(), {"X-JIT-Bridge-Signature": f"t={NOW},v1={'0' * 64}"})
+
+    assert response.status_code == 413
+
+
+def test_a_lying_sender_is_cut_off_near_the_limit(bridge: Bridge) -> None:
+    """Content-Length says 10 bytes, the stream never ends: the handler stops reading soon
+    after 256 KiB instead of buffering everything."""
+    chunk = b" " * 65_536
+    delivered = 0
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        delivered += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": delivered < 50_000_000}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": WEBHOOK_PATH,
+        "raw_path": WEBHOOK_PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"10")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+    asyncio.run(bridge.app(scope, receive, send))
+
+    assert sent[0]["status"] == 413
+    assert delivered <= MAX_BODY_BYTES + len(chunk)
+    assert bridge.queue.calls == []
+
+
+def test_a_content_length_that_is_not_a_number_is_400(bridge: Bridge) -> None:
+    body = json.dumps(listener_body()).encode()
+    headers = {
+        "X-JIT-Bridge-Signature": sign_jit_bridge(body, SECRET, NOW),
+        "Content-Length": "12abc",
+    }
+
+    response = bridge.post_raw(body, headers)
+
+    assert response.status_code == 400
+
+
+def test_a_failing_queue_is_503_and_never_202(bridge: Bridge) -> None:
+    bridge.queue.fail = True
+
+    response = bridge.post_listener(listener_body())
+
+    assert response.status_code == 503
+    assert "queued" not in response.json()
+    assert response.headers["Retry-After"] == "5"
+    assert bridge.queue.entries == {}
+    assert bridge.metrics.counts == {"unavailable": 1}
+
+
+def test_the_sender_retry_after_a_queue_failure_is_queued(bridge: Bridge) -> None:
+    bridge.queue.fail = True
+    bridge.post_listener(listener_body())
+    bridge.queue.fail = False
+
+    response = bridge.post_listener(listener_body())
+
+    assert response.json() == {"queued": 1, "merged": 0}
+
+
+def test_the_router_refuses_to_start_without_a_secret() -> None:
+    with pytest.raises(ValueError, match="webhook_secret"):
+        webhook_router(FakeQueue(), secret="", mode_provider=lambda: "jit")
