@@ -1,0 +1,39 @@
+# Everything a newcomer needs: `make demo` runs the product, `make test` runs the tests.
+# Both set up what they need on a fresh machine (Python venv, Keycloak, the listener jar).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup keycloak provider lint test demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) keycloak provider
+
+keycloak: $(STAMP)
+	$(PY) deploy/keycloak/keycloak.py fetch
+
+provider:
+	bash deploy/keycloak-provider/build.sh >/dev/null
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# pytest's exit code 5 (no test ran) is a failure here.
+test: setup lint
+	$(VENV)/bin/pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest ran no tests" >&2; exit 1; fi; exit $$rc
+
+demo: setup
+	$(PY) deploy/demo/demo.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,422 @@
+"""The `jit-bridge` command line (SPEC §6).
+
+Exit codes: 0 success; 1 failure; 2 bad usage, settings or mapping; 3 removals held by the
+safety budget; `plan --detailed-exitcode` exits 4 when there are changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bridge.mapping_file import MappingError
+from bridge.model import Plan, TargetState, Trigger
+from bridge.settings import Settings, SettingsError, load_settings
+from bridge.sources.base import SourceError, UserRef
+from bridge.targets.base import TargetError
+from bridge.wiring import SnapshotError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_HELD, EXIT_CHANGES = 0, 1, 2, 3, 4
+
+
+class UsageError(Exception):
+    """Bad command-line usage; exit code 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        settings = load_settings(args.settings)
+        logging.basicConfig(
+            level=settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        code: int = args.handler(args, settings)
+        return code
+    except (SettingsError, MappingError, UsageError) as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except SnapshotError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except ValidationError as exc:
+        _err(_describe_validation(exc))
+        return EXIT_USAGE
+    except (SourceError, TargetError) as exc:
+        _err(f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(settings.masked(), indent=2, sort_keys=True, default=str))
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.mapping_file import load_mapping
+    from bridge.validation import check_against_target
+    from bridge.wiring import build_target
+
+    mapping = load_mapping(args.mapping_path)
+    print(
+        f"{args.mapping_path}: valid ({len(mapping.entries)} mapping entries, "
+        f"{len(mapping.tenant_owner_groups)} owner groups, "
+        f"{len(mapping.tenant_permissions)} permission grants)"
+    )
+    if not args.against_target:
+        return EXIT_OK
+    target = build_target(settings, dry_run=True)
+    problems = check_against_target(mapping, target)
+    for problem in problems:
+        _err(f"{args.mapping_path}: {problem}")
+    if problems:
+        return EXIT_USAGE
+    print("every team and case group the mapping names exists in the target")
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
+    trigger = _trigger(args)
+    plan = _make_plan(args, settings, trigger)
+    if args.json:
+        print(plan.to_json())
+    else:
+        print(render_plan(plan))
+    if args.detailed_exitcode and plan.has_changes:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.reconcile import Reconciler
+    from bridge.wiring import build_source, build_target, open_store, read_mapping
+
+    trigger = _trigger(args)
+    mapping = read_mapping(settings, args.mapping)
+    store = open_store(settings)
+    dry = args.dry_run or settings.dry_run
+    reconciler = Reconciler(
+        policy=settings.policy,
+        mapping=lambda: mapping,
+        source=build_source(settings, args.idp_snapshot),
+        target=build_target(settings, dry_run=dry),
+        store=store,
+        dry_run=dry,
+    )
+    try:
+        if args.all:
+            report = reconciler.sync_all(
+                trigger, triggered_by=[], requested_by="cli", allow_removals=args.allow_removals
+            )
+        else:
+            report = reconciler.sync_user(
+                UserRef(email=args.user), trigger, triggered_by=[], requested_by="cli"
+            )
+    finally:
+        store.close()
+    print(render_plan(report.plan))
+    print(_render_outcome(report.run_id, report.status, report.summary()))
+    if report.error:
+        _err(report.error)
+    return report.exit_code
+
+
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.resolve import explain
+    from bridge.wiring import build_source, read_mapping
+
+    mapping = read_mapping(settings, args.mapping)
+    source = build_source(settings, args.idp_snapshot)
+    identity = source.read_user(UserRef(email=args.user))
+    if not identity.users:
+        _err(f"{args.user}: no such user in the identity provider")
+        return EXIT_FAILURE
+    for user in identity.users:
+        print(f"{user.email} (groups: {', '.join(user.groups) or 'none'})")
+        for line in explain(mapping, settings.policy, user):
+            print(f"  {line}")
+    return EXIT_OK
+
+
+def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.model import IdpSnapshot
+    from bridge.wiring import build_source, build_target, read_mapping
+
+    if args.side == "idp":
+        identity = build_source(settings).read_all(read_mapping(settings, args.mapping))
+        if identity.unreadable_groups:
+            for selector, reason in sorted(identity.unreadable_groups.items()):
+                _err(f"group '{selector}' could not be read: {reason}")
+            return EXIT_FAILURE
+        text = IdpSnapshot(users=identity.users).model_dump_json(indent=2)
+    else:
+        state: TargetState = build_target(settings, dry_run=True).read_state()
+        text = state.model_dump_json(indent=2)
+    if args.output == "-":
+        print(text)
+    else:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.wiring import open_store
+
+    store = open_store(settings)
+    try:
+        since = _parse_time(args.since) if args.since else None
+        records = store.audit(email=args.user.lower() if args.user else None, since=since)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([r.to_json() for r in records], indent=2))
+        return EXIT_OK
+    for r in records:
+        where = f" {r.team}" + (f"/{r.case_group}" if r.case_group else "") if r.team else ""
+        change = f" {r.before} → {r.after}" if (r.before or r.after) else ""
+        error = f" error: {r.error}" if r.error else ""
+        print(
+            f"{_fmt_time(r.time)} {r.outcome:8} {r.email} {r.op}{where}{change} "
+            f"[run {r.run_id}; {r.trigger}]{error}"
+        )
+    if not records:
+        print("no audit records")
+    return EXIT_OK
+
+
+def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.reconcile import Reconciler
+    from bridge.wiring import build_source, build_target, open_store, read_mapping
+
+    mapping = read_mapping(settings, args.mapping)
+    store = open_store(settings)
+    try:
+        reconciler = Reconciler(
+            policy=settings.policy,
+            mapping=lambda: mapping,
+            source=build_source(settings, args.idp_snapshot),
+            target=build_target(settings),
+            store=store,
+        )
+        report = reconciler.approve(args.run_id, approved_by="cli")
+    except LookupError as exc:
+        raise UsageError(str(exc)) from exc
+    finally:
+        store.close()
+    print(render_plan(report.plan))
+    print(_render_outcome(report.run_id, report.status, report.summary()))
+    return report.exit_code
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.wiring import open_store
+
+    open_store(settings).close()
+    print("database schema is up to date")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.service import run_service
+
+    return run_service(settings, mapping_override=args.mapping)
+
+
+# -- plan helpers ------------------------------------------------------------------------
+
+
+def _make_plan(args: argparse.Namespace, settings: Settings, trigger: Trigger) -> Plan:
+    from bridge.reconcile import Reconciler
+    from bridge.sources.base import SnapshotSource
+    from bridge.targets.snapshot import SnapshotTarget
+    from bridge.wiring import (
+        build_source,
+        build_target,
+        read_idp_snapshot,
+        read_mapping,
+        read_target_snapshot,
+    )
+
+    mapping = read_mapping(settings, args.mapping)
+    if args.target_snapshot is not None:
+        if args.idp_snapshot is None:
+            raise UsageError("--target-snapshot needs --idp-snapshot as well")
+        source: Any = SnapshotSource(read_idp_snapshot(args.idp_snapshot))
+        target: Any = SnapshotTarget(read_target_snapshot(args.target_snapshot))
+    else:
+        source = build_source(settings, args.idp_snapshot)
+        target = build_target(settings, dry_run=True)
+    reconciler = Reconciler(
+        policy=settings.policy, mapping=lambda: mapping, source=source, target=target
+    )
+    if args.all:
+        return reconciler.plan_all(trigger)[0]
+    return reconciler.plan_user(UserRef(email=args.user), trigger)[0]
+
+
+def render_plan(plan: Plan) -> str:
+    """A plan for people: one line per operation, then what was skipped or held."""
+    lines = [f"mode {plan.mode}, trigger {plan.trigger}: {len(plan.operations)} operation(s)"]
+    for op in plan.operations:
+        lines.append("  + " + _describe_op(op.model_dump(by_alias=True)))
+    for op in plan.held:
+        lines.append("  ! held: " + _describe_op(op.model_dump(by_alias=True)))
+    for skipped in plan.skipped:
+        lines.append(f"  - skipped {skipped.email}: {skipped.reason}")
+    if not plan.has_changes:
+        lines.append("  no changes")
+    return "\n".join(lines)
+
+
+def _describe_op(op: dict[str, Any]) -> str:
+    kind = op["op"]
+    where = ""
+    if "team" in op:
+        where = f" {op['team']}" + (f" / {op['case_group']}" if op.get("case_group") else "")
+    detail = {
+        "add_membership": lambda: f" as {op['role']}",
+        "remove_membership": lambda: f" (was {op['role']})",
+        "change_role": lambda: f" {op['from']} → {op['to']}",
+        "set_tenant_owner": lambda: f" = {op['value']}",
+        "set_tenant_permissions": lambda: f" add {op['add']} remove {op['remove']}",
+        "update_profile": lambda: f" {op['changes']}",
+    }.get(kind, lambda: "")()
+    because = f"  ({'; '.join(op['because'])})" if op.get("because") else ""
+    return f"{kind} {op['email']}{where}{detail}{because}"
+
+
+def _render_outcome(run_id: str | None, status: str, summary: dict[str, Any]) -> str:
+    outcomes = ", ".join(f"{v} {k}" for k, v in sorted(summary["outcomes"].items())) or "nothing"
+    text = f"run {run_id}: {status} ({outcomes})"
+    if status == "held":
+        text += f"\nremovals held by the safety budget; review, then: jit-bridge approve {run_id}"
+    return text
+
+
+def _trigger(args: argparse.Namespace) -> Trigger:
+    if args.trigger:
+        trigger: Trigger = args.trigger
+        return trigger
+    return "reconcile" if args.all else "login"
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(f"--since: '{text}' is not an ISO time (e.g. 2026-11-28T10:00)") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _fmt_time(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
+    return str(value)
+
+
+def _describe_validation(exc: ValidationError) -> str:
+    lines = [f"{exc.title}: {exc.error_count()} problem(s)"]
+    for err in exc.errors():
+        pointer = "/" + "/".join(str(p) for p in err["loc"])
+        lines.append(f"  {pointer}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def _err(message: str) -> None:
+    print(f"jit-bridge: {message}", file=sys.stderr)
+
+
+# -- argument parsing --------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--settings", type=Path, help="TOML settings file (SPEC §10)")
+    common.add_argument("--mapping", type=Path, help="mapping JSON (instead of mapping_file)")
+
+    parser = argparse.ArgumentParser(
+        prog="jit-bridge",
+        description="Keycloak groups to application teams and roles.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(title="commands")
+
+    def add(name: str, handler: Callable[..., int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    add("run", cmd_run, "run the service: webhook, admin API, poller, scheduler, workers")
+    add("config", cmd_config, "print the effective settings, secrets masked")
+
+    p = add("validate", cmd_validate, "check a mapping file")
+    p.add_argument("mapping_path", type=Path, metavar="MAPPING")
+    p.add_argument(
+        "--against-target", action="store_true", help="also check its teams exist in the target"
+    )
+
+    for name, handler, help_text in (
+        ("plan", cmd_plan, "show what a sync would do"),
+        ("sync", cmd_sync, "apply: make the target match the mapping"),
+    ):
+        p = add(name, handler, help_text)
+        who = p.add_mutually_exclusive_group(required=True)
+        who.add_argument("--user", metavar="EMAIL")
+        who.add_argument("--all", action="store_true")
+        p.add_argument("--trigger", choices=["login", "reconcile"])
+        p.add_argument("--idp-snapshot", type=Path, metavar="F")
+        if name == "plan":
+            p.add_argument("--target-snapshot", type=Path, metavar="F")
+            p.add_argument("--json", action="store_true")
+            p.add_argument("--detailed-exitcode", action="store_true")
+        else:
+            p.add_argument("--dry-run", action="store_true")
+            p.add_argument("--allow-removals", type=int, metavar="N")
+
+    p = add("explain", cmd_explain, "why each desired membership is desired")
+    p.add_argument("--user", metavar="EMAIL", required=True)
+    p.add_argument("--idp-snapshot", type=Path, metavar="F")
+
+    p = add("snapshot", cmd_snapshot, "export the current state in the snapshot format")
+    p.add_argument("side", choices=["idp", "target"])
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+
+    p = add("audit", cmd_audit, "the audit log")
+    p.add_argument("--user", metavar="EMAIL")
+    p.add_argument("--since", metavar="T")
+    p.add_argument("--json", action="store_true")
+
+    p = add("approve", cmd_approve, "apply the removals a safety hold kept back")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--idp-snapshot", type=Path, metavar="F")
+
+    db = sub.add_parser("db", help="state store maintenance")
+    db_sub = db.add_subparsers(title="db commands")
+    p = db_sub.add_parser("upgrade", parents=[common], help="migrate the schema to the newest")
+    p.set_defaults(handler=cmd_db_upgrade)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

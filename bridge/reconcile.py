@@ -1,0 +1,262 @@
+"""One reconcile: read the IdP, read the target, plan, guard, apply, audit (SPEC §1).
+
+This is the only path from a trigger to a change in the target. `plan` (and `sync
+--dry-run`) run the same code and stop before the writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bridge.apply import ApplyResult, OpResult, apply_operations, dry_run_results
+from bridge.guard import apply_removal_budget, count_managed_memberships, is_removal
+from bridge.mapping import Mapping
+from bridge.model import Operation, Plan, TargetState, Trigger
+from bridge.planner import plan as make_plan
+from bridge.policy import Policy
+from bridge.sources.base import IdentitySource, UserRef
+from bridge.store import AuditRecord, Store
+from bridge.targets.base import Target
+
+log = logging.getLogger(__name__)
+
+RunStatus = Literal["succeeded", "no_changes", "dry_run", "held", "partial", "failed"]
+
+
+@dataclass
+class RunReport:
+    """What one reconcile did; `exit_code` follows SPEC §6."""
+
+    run_id: str | None
+    plan: Plan
+    status: RunStatus
+    results: list[OpResult] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.status in ("failed", "partial"):
+            return 1
+        if self.status == "held":
+            return 3
+        return 0
+
+    def summary(self) -> dict[str, object]:
+        counts: dict[str, int] = {}
+        for result in self.results:
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+        return {
+            "status": self.status,
+            "operations": len(self.plan.operations),
+            "held": len(self.plan.held),
+            "skipped": len(self.plan.skipped),
+            "outcomes": counts,
+            "error": self.error,
+        }
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        mapping: Callable[[], Mapping],
+        source: IdentitySource,
+        target: Target,
+        store: Store | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        self.policy = policy
+        self._mapping = mapping
+        self.source = source
+        self.target = target
+        self.store = store
+        self.dry_run = dry_run
+
+    # -- planning (pure after the reads) -------------------------------------------------
+    def plan_user(self, ref: UserRef, trigger: Trigger) -> tuple[Plan, TargetState]:
+        mapping = self._mapping()
+        if ref.user_id and not ref.email and self.store is not None:
+            # A deleted Keycloak user can only be found in the target by the email seen last.
+            known = self.store.email_for(ref.user_id)
+            ref = UserRef(user_id=ref.user_id, email=known)
+        identity = self.source.read_user(ref)
+        emails = {u.email.lower() for u in identity.users if u.email}
+        emails |= {e.lower() for e in identity.deleted_users}
+        if ref.email:
+            emails.add(ref.email.lower())
+        if self.store is not None:
+            for user in identity.users:
+                if user.email:
+                    self.store.remember_user(user.id, user.email.lower())
+        if not emails:
+            no_email = [u for u in identity.users if not u.email]
+            scope = frozenset({u.username or u.id for u in no_email})
+            empty = TargetState(users=[], teams=[])
+            return make_plan(mapping, self.policy, identity, empty, trigger, scope), empty
+        state = self._read_target_for(sorted(emails))
+        return make_plan(mapping, self.policy, identity, state, trigger, frozenset(emails)), state
+
+    def plan_all(
+        self, trigger: Trigger, allow_removals: int | None = None
+    ) -> tuple[Plan, TargetState]:
+        mapping = self._mapping()
+        identity = self.source.read_all(mapping)
+        state = self.target.read_state()
+        plan = make_plan(mapping, self.policy, identity, state, trigger, None)
+        managed = count_managed_memberships(mapping, self.policy, state)
+        return apply_removal_budget(plan, self.policy, managed, allow_removals), state
+
+    def _read_target_for(self, emails: list[str]) -> TargetState:
+        if len(emails) == 1:
+            return self.target.read_user_state(emails[0])
+        states = [self.target.read_user_state(e) for e in emails]
+        users = {u.email.lower(): u for s in states for u in s.users}
+        return TargetState(users=list(users.values()), teams=_merge_teams(states))
+
+    # -- sync ----------------------------------------------------------------------------
+    def sync_user(
+        self, ref: UserRef, trigger: Trigger, *, triggered_by: list[str], requested_by: str
+    ) -> RunReport:
+        plan, state = self.plan_user(ref, trigger)
+        return self._execute("user", plan, state, triggered_by, requested_by)
+
+    def sync_all(
+        self,
+        trigger: Trigger,
+        *,
+        triggered_by: list[str],
+        requested_by: str,
+        allow_removals: int | None = None,
+    ) -> RunReport:
+        plan, state = self.plan_all(trigger, allow_removals)
+        return self._execute("all", plan, state, triggered_by, requested_by)
+
+    def approve(self, run_id: str, approved_by: str) -> RunReport:
+        """Apply what a held run kept back, as far as a fresh plan still wants it.
+
+        The world may have moved since the hold: a removal is applied only if a plan made
+        now still contains it, so an approval can never remove access someone regained.
+        """
+        if self.store is None:
+            raise RuntimeError("approving a held run needs the state store")
+        held = self.store.approve_run(run_id, approved_by)
+        wanted = {_identity_of_dict(op) for op in held}
+        fresh, state = self.plan_all("reconcile", allow_removals=10**9)
+        still = [op for op in fresh.operations if _identity_of(op) in wanted]
+        plan = fresh.model_copy(update={"operations": still, "held": []})
+        return self._execute("approval", plan, state, [run_id], approved_by)
+
+    def _execute(
+        self,
+        kind: str,
+        plan: Plan,
+        state: TargetState,
+        triggered_by: list[str],
+        requested_by: str,
+    ) -> RunReport:
+        run_id = None
+        if self.store is not None:
+            run_id = self.store.start_run(kind, plan.trigger, requested_by=requested_by)
+        cause = ",".join(triggered_by) or (run_id or "")
+        if self.dry_run:
+            report = RunReport(run_id, plan, "dry_run", dry_run_results(plan.operations))
+        elif not plan.operations:
+            report = RunReport(run_id, plan, "held" if plan.held else "no_changes")
+        else:
+            outcome = apply_operations(self.target, list(plan.operations), state)
+            report = RunReport(run_id, plan, _status_of(plan, outcome), outcome.results)
+            if outcome.stopped_by is not None:
+                report.error = str(outcome.stopped_by)
+            elif outcome.failed:
+                report.error = "; ".join(r.error or "" for r in outcome.failed[:5])
+        if self.store is not None and run_id is not None:
+            self._audit(run_id, cause, report)
+            if plan.held and not self.dry_run:
+                self.store.hold_run(
+                    run_id,
+                    [op.model_dump(mode="json", by_alias=True) for op in plan.held],
+                    reason=_hold_reason(plan, self.policy),
+                )
+            self.store.finish_run(run_id, report.status, report.summary())
+        return report
+
+    def _audit(self, run_id: str, cause: str, report: RunReport) -> None:
+        assert self.store is not None
+        records = list(report.results)
+        if not self.dry_run:
+            records += [OpResult(op=op, outcome="held") for op in report.plan.held]
+        for result in records:
+            op = result.op
+            self.store.record_audit(
+                AuditRecord(
+                    run_id=run_id,
+                    trigger=cause,
+                    email=op.email,
+                    op=op.op,
+                    team=getattr(op, "team", None),
+                    case_group=getattr(op, "case_group", None),
+                    before=result.before,
+                    after=result.after,
+                    because=list(getattr(op, "because", [])),
+                    outcome=result.outcome,
+                    error=result.error,
+                )
+            )
+
+
+def _status_of(plan: Plan, outcome: ApplyResult) -> RunStatus:
+    if outcome.stopped_by is not None:
+        return "failed" if not outcome.applied else "partial"
+    if outcome.failed:
+        return "partial" if outcome.applied else "failed"
+    return "held" if plan.held else "succeeded"
+
+
+def _hold_reason(plan: Plan, policy: Policy) -> str:
+    removals = [op for op in plan.held if is_removal(op, policy)]
+    return (
+        f"{len(removals)} removals exceed the budget (max_removals={policy.max_removals}, "
+        f"max_removal_fraction={policy.max_removal_fraction}); approve with "
+        "`jit-bridge approve RUN_ID`"
+    )
+
+
+def _identity_of(op: Operation) -> tuple[str, ...]:
+    return _identity_of_dict(op.model_dump(mode="json", by_alias=True))
+
+
+def _identity_of_dict(op: dict[str, object]) -> tuple[str, ...]:
+    """What makes two operations 'the same change' across plans (ignores `because`)."""
+    keep = {k: v for k, v in op.items() if k != "because"}
+    return tuple(f"{k}={keep[k]}" for k in sorted(keep))
+
+
+def _merge_teams(states: list[TargetState]) -> list:  # type: ignore[type-arg]
+    from bridge.model import CaseGroup, Team
+
+    merged: dict[str, Team] = {}
+    for state in states:
+        for team in state.teams:
+            if team.id not in merged:
+                merged[team.id] = team
+                continue
+            prior = merged[team.id]
+            groups = {g.id: g for g in prior.case_groups}
+            for g in team.case_groups:
+                old = groups.get(g.id)
+                groups[g.id] = (
+                    g
+                    if old is None
+                    else CaseGroup(id=g.id, name=g.name, members=[*old.members, *g.members])
+                )
+            merged[team.id] = Team(
+                id=team.id,
+                name=team.name,
+                members=[*prior.members, *team.members],
+                case_groups=list(groups.values()),
+            )
+    return list(merged.values())

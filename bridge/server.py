@@ -1,0 +1,247 @@
+"""The HTTP face of the service (SPEC §9): webhook, health, metrics and the admin API."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+
+from bridge.health import Health
+from bridge.intake.events import TriggerKind
+from bridge.intake.webhook import webhook_router
+from bridge.mapping import Mapping
+from bridge.mapping_file import MappingError, dump_mapping, parse_mapping
+from bridge.metrics import Metrics
+from bridge.model import Mode, Trigger
+from bridge.reconcile import Reconciler
+from bridge.settings import Settings
+from bridge.sources.base import UserRef
+from bridge.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MappingHolder:
+    """The mapping in force. A bad replacement is refused; the last good one stays."""
+
+    mapping: Mapping
+    version: int | None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self) -> Mapping:
+        with self._lock:
+            return self.mapping
+
+    def replace(self, mapping: Mapping, version: int) -> None:
+        with self._lock:
+            self.mapping, self.version = mapping, version
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    store: Store
+    mappings: MappingHolder
+    metrics: Metrics
+    health: Health
+    reconciler: Callable[..., Reconciler]
+    wake_workers: Callable[[], None]
+    readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
+
+    def mode(self) -> Mode:
+        return self.settings.mode
+
+
+class _WakingSink:
+    """The queue as the intake sees it: enqueue durably, then wake a worker at once."""
+
+    def __init__(self, store: Store, wake: Callable[[], None]) -> None:
+        self._store, self._wake = store, wake
+
+    def enqueue(
+        self,
+        key: str,
+        trigger: TriggerKind,
+        *,
+        event_id: str | None = None,
+        source: str | None = None,
+        email_hint: str | None = None,
+    ) -> str:
+        result = self._store.enqueue(
+            key, trigger, event_id=event_id, source=source, email_hint=email_hint
+        )
+        self._wake()
+        return str(result)
+
+
+def create_app(ctx: ServiceContext) -> FastAPI:
+    app = FastAPI(title="jit-bridge", docs_url=None, redoc_url=None, openapi_url=None)
+    secret = ctx.settings.secret("webhook_secret")
+    if secret:
+        app.include_router(
+            webhook_router(
+                _WakingSink(ctx.store, ctx.wake_workers),
+                secret=secret,
+                mode_provider=ctx.mode,
+                metrics=ctx.metrics,
+            )
+        )
+    else:
+        log.warning("webhook_secret is not set: POST /webhooks/keycloak is disabled")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        for name, check in {"store": ctx.store.ping, **ctx.readiness_checks}.items():
+            try:
+                check()
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"failing: {type(exc).__name__}: {exc}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        ctx.metrics.queue_depth.set(ctx.store.queue_depth())
+        return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.include_router(_admin_router(ctx), prefix="/api/v1")
+    return app
+
+
+def _admin_router(ctx: ServiceContext) -> APIRouter:
+    token = ctx.settings.secret("admin_token")
+
+    def require_token(request: Request) -> None:
+        if not token:
+            raise HTTPException(401, "the admin API is disabled: set admin_token")
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token.encode()):
+            raise HTTPException(
+                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+            )
+
+    router = APIRouter(dependencies=[Depends(require_token)])
+
+    @router.get("/status")
+    def status() -> dict[str, Any]:
+        return {
+            "mode": ctx.settings.mode,
+            "target": ctx.settings.target,
+            "dry_run": ctx.settings.dry_run,
+            "mapping_version": ctx.mappings.version,
+            "queue_depth": ctx.store.queue_depth(),
+            "dependencies": ctx.health.snapshot(),
+            "failing": ctx.health.failing(),
+            "held_runs": [_run_json(r) for r in ctx.store.list_runs(limit=20, status="held")],
+            "recent_runs": [_run_json(r) for r in ctx.store.list_runs(limit=20)],
+        }
+
+    @router.post("/sync", status_code=202)
+    async def sync(request: Request) -> dict[str, Any]:
+        body = await _json_object(request)
+        trigger = body.get("trigger")
+        if trigger not in (None, "login", "reconcile"):
+            raise HTTPException(400, "trigger must be login or reconcile")
+        kind: TriggerKind
+        if body.get("all") is True:
+            key, kind = "all", "reconcile" if trigger in (None, "reconcile") else "login"
+        elif isinstance(body.get("user"), str) and "@" in body["user"]:
+            key = UserRef(email=body["user"]).key
+            kind = "change" if trigger == "reconcile" else "login"
+        else:
+            raise HTTPException(400, 'body must be {"user": EMAIL} or {"all": true}')
+        result = ctx.store.enqueue(key, kind, source="admin-api")
+        ctx.wake_workers()
+        return {"queued": key, "result": str(result)}
+
+    @router.get("/plan")
+    def plan(user: str | None = None, all: bool = False, trigger: str | None = None) -> Response:
+        if bool(user) == bool(all):
+            raise HTTPException(400, "give exactly one of ?user=EMAIL or ?all=true")
+        chosen: Trigger = "reconcile" if all else "login"
+        if trigger == "login":
+            chosen = "login"
+        elif trigger == "reconcile":
+            chosen = "reconcile"
+        elif trigger is not None:
+            raise HTTPException(400, "trigger must be login or reconcile")
+        reconciler = ctx.reconciler(dry_run=True)
+        if all:
+            result = reconciler.plan_all(chosen)[0]
+        else:
+            result = reconciler.plan_user(UserRef(email=user), chosen)[0]
+        return Response(result.to_json(), media_type="application/json")
+
+    @router.get("/audit")
+    def audit(user: str | None = None, since: str | None = None, limit: int = 1000) -> list[Any]:
+        when = None
+        if since:
+            try:
+                when = datetime.fromisoformat(since)
+            except ValueError as exc:
+                raise HTTPException(400, f"since: '{since}' is not an ISO time") from exc
+            when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        records = ctx.store.audit(email=user.lower() if user else None, since=when, limit=limit)
+        return [r.to_json() for r in records]
+
+    @router.get("/mapping")
+    def get_mapping() -> dict[str, Any]:
+        return {"version": ctx.mappings.version, "mapping": dump_mapping(ctx.mappings.get())}
+
+    @router.put("/mapping")
+    async def put_mapping(request: Request) -> JSONResponse:
+        raw = await request.body()
+        try:
+            mapping = parse_mapping(raw, source="PUT /api/v1/mapping")
+        except MappingError as exc:
+            problems = [{"pointer": p.pointer, "message": p.message} for p in exc.problems]
+            return JSONResponse({"error": "mapping refused", "problems": problems}, 422)
+        version = ctx.store.save_mapping(raw.decode("utf-8"), source="api")
+        ctx.mappings.replace(mapping, version)
+        log.info("mapping version %s in force (from the admin API)", version)
+        return JSONResponse({"version": version}, 200)
+
+    @router.post("/runs/{run_id}/approve")
+    def approve(run_id: str) -> dict[str, Any]:
+        try:
+            report = ctx.reconciler().approve(run_id, approved_by="admin-api")
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        return {"run_id": report.run_id, "approved": run_id, **report.summary()}
+
+    return router
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise HTTPException(400, "body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise HTTPException(400, "body must be a JSON object")
+    return body
+
+
+def _run_json(run: Any) -> dict[str, Any]:
+    to_json = getattr(run, "to_json", None)
+    if callable(to_json):
+        result: dict[str, Any] = to_json()
+        return result
+    return dict(vars(run))

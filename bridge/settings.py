@@ -1,0 +1,264 @@
+"""Settings (SPEC §10): environment variables, an optional TOML file, and `_FILE` secrets.
+
+Precedence, highest first: `JIT_BRIDGE_<NAME>` environment variables, `JIT_BRIDGE_<NAME>_FILE`
+files (for secrets mounted by an orchestrator), the TOML file (`--settings F` or
+`JIT_BRIDGE_SETTINGS`), then the defaults below. Secrets are `SecretStr`: they print as
+`**********` and never reach logs, errors or audit records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from bridge.model import Mode
+from bridge.policy import DEFAULT_ROLE_PRECEDENCE, Policy
+
+ENV_PREFIX = "JIT_BRIDGE_"
+SECRET_FIELDS = (
+    "tines_api_key",
+    "scim_token",
+    "keycloak_client_secret",
+    "webhook_secret",
+    "admin_token",
+)
+
+
+class SettingsError(Exception):
+    """The settings are unusable; the message names each bad setting and where it came from."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        env_nested_delimiter=None,
+    )
+
+    # -- policy (SPEC §3, §5) ---------------------------------------------------------------
+    mode: Mode = "jit"
+    manage_teams: Literal["all", "mapped"] = "all"
+    inherit_parent_groups: bool = True
+    role_precedence: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_ROLE_PRECEDENCE)
+    )
+    protected_users: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    require_verified_email: bool = True
+    on_idp_user_disabled: Literal["remove_access", "deactivate", "ignore"] = "remove_access"
+    sync_profile: bool = False
+    avatar_attribute: str = "avatar"
+    max_removals: int = Field(default=25, ge=0)
+    max_removal_fraction: float = Field(default=0.10, ge=0.0, le=1.0)
+    dry_run: bool = False
+    reconcile_interval: int = Field(default=900, ge=0)
+
+    # -- where things are -------------------------------------------------------------------
+    mapping_file: Path = Path("mappings/mapping.json")
+    target: Literal["tines", "scim"] = "tines"
+    tines_url: str | None = None
+    tines_api_key: SecretStr | None = None
+    scim_url: str | None = None
+    scim_token: SecretStr | None = None
+    scim_group_template: str = "{team}:{role}"
+    scim_case_group_template: str = "{team}/{case_group}:{role}"
+    scim_owner_group: str | None = None
+    scim_create_groups: bool = True
+    keycloak_url: str | None = None
+    keycloak_realm: str | None = None
+    keycloak_client_id: str | None = None
+    keycloak_client_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    poll_events: bool = False
+    poll_interval: float = Field(default=5, gt=0)
+    database_url: str = "sqlite:///jit-bridge.db"
+    listen: str = "127.0.0.1:8080"
+    admin_token: SecretStr | None = None
+    verify_tls: bool = True
+
+    # -- operational knobs beyond the SPEC ---------------------------------------------------
+    workers: int = Field(default=2, ge=1, le=64)
+    request_timeout: float = Field(default=15, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("role_precedence", "protected_users", mode="before")
+    @classmethod
+    def _list_from_env(cls, value: Any) -> Any:
+        """An environment variable may hold a JSON list or a comma-separated list."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("role_precedence")
+    @classmethod
+    def _upper_roles(cls, roles: list[str]) -> list[str]:
+        return [r.upper() for r in roles]
+
+    @field_validator("protected_users")
+    @classmethod
+    def _lower_emails(cls, emails: list[str]) -> list[str]:
+        return [e.strip().lower() for e in emails]
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8080")
+        return value
+
+    @model_validator(mode="after")
+    def _urls_have_no_trailing_slash(self) -> Settings:
+        for name in ("tines_url", "scim_url", "keycloak_url"):
+            value = getattr(self, name)
+            if value is not None and value.endswith("/"):
+                object.__setattr__(self, name, value.rstrip("/"))
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _SecretFileSource(settings_cls))
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def policy(self) -> Policy:
+        return Policy(
+            mode=self.mode,
+            manage_teams=self.manage_teams,
+            inherit_parent_groups=self.inherit_parent_groups,
+            role_precedence=tuple(self.role_precedence),
+            protected_users=frozenset(self.protected_users),
+            require_verified_email=self.require_verified_email,
+            on_idp_user_disabled=self.on_idp_user_disabled,
+            sync_profile=self.sync_profile,
+            avatar_attribute=self.avatar_attribute,
+            max_removals=self.max_removals,
+            max_removal_fraction=self.max_removal_fraction,
+        )
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def secret(self, name: str) -> str | None:
+        value = getattr(self, name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else None
+
+    def masked(self) -> dict[str, Any]:
+        """Every effective setting with secrets (and a database password) masked."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                shown[name] = "**********" if value.get_secret_value() else ""
+            elif isinstance(value, Path):
+                shown[name] = str(value)
+            else:
+                shown[name] = value
+        shown["database_url"] = mask_url_password(self.database_url)
+        return shown
+
+
+class _SecretFileSource(PydanticBaseSettingsSource):
+    """`JIT_BRIDGE_<SECRET>_FILE=/run/secrets/x` reads the secret from that file."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name in SECRET_FIELDS:
+            path = os.environ.get(f"{ENV_PREFIX}{name.upper()}_FILE")
+            if not path:
+                continue
+            try:
+                found[name] = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise SettingsError(
+                    f"{ENV_PREFIX}{name.upper()}_FILE: cannot read {path}: {exc.strerror}"
+                ) from exc
+        return found
+
+
+def mask_url_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":**********@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the effective settings; raises SettingsError naming every bad setting.
+
+    `overrides` (from command-line flags) win over everything else.
+    """
+    path = settings_file or _env_path(f"{ENV_PREFIX}SETTINGS")
+    from_file: dict[str, Any] = {}
+    if path is not None:
+        from_file = _read_toml(path)
+    env_names = {n for n in Settings.model_fields if f"{ENV_PREFIX}{n.upper()}" in os.environ} | {
+        n for n in SECRET_FIELDS if f"{ENV_PREFIX}{n.upper()}_FILE" in os.environ
+    }
+    # The TOML file sits below the environment: keep only what the environment leaves unset.
+    init = {k: v for k, v in from_file.items() if k not in env_names}
+    init.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**init)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, path)) from None
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read settings file: {exc.strerror}") from exc
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{path}: not UTF-8 at byte {exc.start}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    lines = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        where = f"{ENV_PREFIX}{name.upper()} or {path}" if path else f"{ENV_PREFIX}{name.upper()}"
+        message = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"setting '{name}' ({where}): {message}")
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Builds the edges (source, target, store, mapping) from settings, in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bridge.mapping import Mapping
+from bridge.mapping_file import load_mapping
+from bridge.model import IdpSnapshot, TargetState
+from bridge.settings import Settings, SettingsError
+from bridge.sources.base import IdentitySource, SnapshotSource
+from bridge.store import Store
+from bridge.targets.base import Target
+
+
+def mapping_path(settings: Settings, override: Path | None) -> Path:
+    return override or settings.mapping_file
+
+
+def read_mapping(settings: Settings, override: Path | None = None) -> Mapping:
+    return load_mapping(mapping_path(settings, override))
+
+
+def build_source(settings: Settings, idp_snapshot: Path | None = None) -> IdentitySource:
+    if idp_snapshot is not None:
+        return SnapshotSource(read_idp_snapshot(idp_snapshot))
+    missing = [
+        name
+        for name in (
+            "keycloak_url",
+            "keycloak_realm",
+            "keycloak_client_id",
+            "keycloak_client_secret",
+        )
+        if getattr(settings, name) is None
+    ]
+    if missing:
+        raise SettingsError(
+            "reading Keycloak needs "
+            + ", ".join(f"'{m}' (JIT_BRIDGE_{m.upper()})" for m in missing)
+            + "; or pass --idp-snapshot FILE"
+        )
+    from bridge.sources.keycloak import KeycloakSource
+
+    return KeycloakSource(
+        settings.keycloak_url or "",
+        settings.keycloak_realm or "",
+        settings.keycloak_client_id or "",
+        settings.secret("keycloak_client_secret") or "",
+        verify_tls=settings.verify_tls,
+        timeout=settings.request_timeout,
+    )
+
+
+def build_target(settings: Settings, *, dry_run: bool = False) -> Target:
+    dry = dry_run or settings.dry_run
+    if settings.target == "tines":
+        if not settings.tines_url or not settings.secret("tines_api_key"):
+            raise SettingsError(
+                "target 'tines' needs 'tines_url' (JIT_BRIDGE_TINES_URL) and 'tines_api_key' "
+                "(JIT_BRIDGE_TINES_API_KEY or JIT_BRIDGE_TINES_API_KEY_FILE)"
+            )
+        from bridge.targets.tines import TinesTarget
+
+        return TinesTarget(
+            settings.tines_url,
+            settings.secret("tines_api_key") or "",
+            dry_run=dry,
+            verify_tls=settings.verify_tls,
+            timeout=settings.request_timeout,
+        )
+    if not settings.scim_url or not settings.secret("scim_token"):
+        raise SettingsError(
+            "target 'scim' needs 'scim_url' (JIT_BRIDGE_SCIM_URL) and 'scim_token' "
+            "(JIT_BRIDGE_SCIM_TOKEN or JIT_BRIDGE_SCIM_TOKEN_FILE)"
+        )
+    from bridge.targets.scim import ScimTarget
+
+    return ScimTarget(
+        settings.scim_url,
+        settings.secret("scim_token") or "",
+        group_template=settings.scim_group_template,
+        case_group_template=settings.scim_case_group_template,
+        owner_group=settings.scim_owner_group,
+        create_groups=settings.scim_create_groups,
+        dry_run=dry,
+        verify_tls=settings.verify_tls,
+        timeout=settings.request_timeout,
+    )
+
+
+def open_store(settings: Settings) -> Store:
+    store = Store.open(settings.database_url)
+    store.upgrade()
+    return store
+
+
+class SnapshotError(Exception):
+    """A snapshot file is unreadable or not in the format of SPEC §7."""
+
+
+def read_idp_snapshot(path: Path) -> IdpSnapshot:
+    return IdpSnapshot.model_validate_json(_read(path, "IdP snapshot"))
+
+
+def read_target_snapshot(path: Path) -> TargetState:
+    return TargetState.model_validate_json(_read(path, "target snapshot"))
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SnapshotError(f"{path}: cannot read {what}: {exc.strerror}") from exc

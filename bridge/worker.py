@@ -1,0 +1,135 @@
+"""Workers: take one queued key at a time and reconcile it (SPEC §1).
+
+A key is a user (`id:…`, `email:…`) or `all`. Failures never lose the key: it goes back to
+the queue with backoff, so a Keycloak or target outage delays work and never drops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bridge.health import Health
+from bridge.metrics import Metrics
+from bridge.model import Mode, Trigger
+from bridge.reconcile import Reconciler, RunReport
+from bridge.sources.base import SourceError, UserRef
+from bridge.store import QueueItem, Store
+from bridge.targets.base import TransientError, UnauthorizedError
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 600.0
+
+
+def backoff(attempts: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter: 2, 4, 8 … seconds, capped; Retry-After wins if longer."""
+    delay = min(MAX_BACKOFF, 2.0 ** max(1, attempts + 1)) * random.uniform(0.75, 1.25)  # noqa: S311
+    return max(delay, retry_after or 0.0)
+
+
+@dataclass
+class WorkerPool:
+    store: Store
+    reconciler: Callable[[], Reconciler]
+    mode: Callable[[], Mode]
+    metrics: Metrics
+    health: Health
+    count: int = 2
+    lease_seconds: float = 300.0
+    idle_wait: float = 0.5
+    wake: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self, name_prefix: str = "worker") -> None:
+        for i in range(self.count):
+            thread = threading.Thread(
+                target=self._loop,
+                args=(f"{name_prefix}-{i}",),
+                name=f"{name_prefix}-{i}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the reconcile in hand, take no new work. Unfinished keys stay queued."""
+        self._stop.set()
+        self.wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _loop(self, worker_id: str) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self.store.claim(worker_id, lease_seconds=self.lease_seconds)
+            except Exception:
+                log.exception("cannot read the queue; retrying")
+                self._stop.wait(2.0)
+                continue
+            if item is None:
+                self.wake.wait(self.idle_wait)
+                self.wake.clear()
+                continue
+            self.run_item(item)
+
+    def run_item(self, item: QueueItem) -> None:
+        """Reconcile one queue entry and settle it: complete, or back to the queue."""
+        try:
+            report = self._reconcile(item)
+        except SourceError as exc:
+            self.health.record_failure("keycloak", str(exc))
+            self.metrics.source_failures.inc()
+            self._retry(item, f"Keycloak read failed: {exc}", backoff(item.attempts))
+            return
+        except UnauthorizedError as exc:
+            self.health.record_failure("target", str(exc))
+            self._retry(item, f"target refused our credentials: {exc}", MAX_BACKOFF)
+            return
+        except TransientError as exc:
+            self.health.record_failure("target", str(exc))
+            self._retry(item, f"target unavailable: {exc}", backoff(item.attempts, exc.retry_after))
+            return
+        except Exception as exc:
+            log.exception("reconcile of %s failed", item.key)
+            self._retry(item, f"{type(exc).__name__}: {exc}", backoff(item.attempts))
+            return
+        self.health.record_success("keycloak")
+        if report is not None:
+            self.metrics.observe_run(report)
+            stopped = report.error if report.status in ("failed", "partial") else None
+            if stopped and any(r.outcome == "not_run" for r in report.results):
+                # The target stopped the run part-way (transient/auth): re-plan later.
+                self.health.record_failure("target", stopped)
+                self._retry(item, stopped, backoff(item.attempts))
+                return
+            self.health.record_success("target")
+        self.store.complete(item)
+
+    def _reconcile(self, item: QueueItem) -> RunReport | None:
+        reconciler = self.reconciler()
+        causes = list(item.event_ids) or [f"queue:{item.trigger}"]
+        if item.key == "all":
+            if self.mode() != "enhanced" and item.trigger != "login":
+                return None
+            return reconciler.sync_all(
+                "reconcile", triggered_by=causes, requested_by=f"queue:{item.trigger}"
+            )
+        ref = UserRef.from_key(item.key)
+        if ref.email is None and item.email_hint:
+            ref = UserRef(user_id=ref.user_id, email=item.email_hint)
+        trigger: Trigger = "login" if item.trigger == "login" else "reconcile"
+        if self.mode() == "jit" and trigger != "login":
+            return None
+        return reconciler.sync_user(
+            ref, trigger, triggered_by=causes, requested_by=f"queue:{item.trigger}"
+        )
+
+    def _retry(self, item: QueueItem, error: str, delay: float) -> None:
+        log.warning("%s: %s; retrying in %.0f s", item.key, error, delay)
+        self.metrics.retries.inc()
+        self.store.fail(item, error, retry_in=delay)

@@ -1,0 +1,117 @@
+"""Settings: environment over TOML over defaults, `_FILE` secrets, masking, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.settings import SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("JIT_BRIDGE_"):
+            monkeypatch.delenv(name)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "settings.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_follow_the_spec() -> None:
+    s = load_settings()
+    assert s.mode == "jit"
+    assert s.manage_teams == "all"
+    assert s.role_precedence == ["TEAM_ADMIN", "EDITOR", "VIEWER"]
+    assert s.max_removals == 25
+    assert s.max_removal_fraction == 0.10
+    assert s.reconcile_interval == 900
+    assert s.database_url == "sqlite:///jit-bridge.db"
+    assert s.listen == "127.0.0.1:8080"
+    assert s.verify_tls is True
+    assert s.poll_events is False
+    assert s.poll_interval == 5
+
+
+def test_toml_file_sets_policy(tmp_path: Path) -> None:
+    path = write(tmp_path, 'mode = "enhanced"\nprotected_users = ["Root@Example.com"]\n')
+    s = load_settings(path)
+    assert s.mode == "enhanced"
+    assert s.policy.is_protected("root@example.com")
+
+
+def test_environment_wins_over_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, 'mode = "enhanced"\nmax_removals = 3\n')
+    monkeypatch.setenv("JIT_BRIDGE_MODE", "jit")
+    s = load_settings(path)
+    assert s.mode == "jit"
+    assert s.max_removals == 3
+
+
+def test_list_settings_from_env_accept_commas_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JIT_BRIDGE_PROTECTED_USERS", "a@x.com, B@x.com")
+    monkeypatch.setenv("JIT_BRIDGE_ROLE_PRECEDENCE", '["team_admin", "viewer"]')
+    s = load_settings()
+    assert s.protected_users == ["a@x.com", "b@x.com"]
+    assert s.role_precedence == ["TEAM_ADMIN", "VIEWER"]
+
+
+def test_secret_from_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "key"
+    secret.write_text("s3cr3t-from-file\n", encoding="utf-8")
+    monkeypatch.setenv("JIT_BRIDGE_TINES_API_KEY_FILE", str(secret))
+    assert load_settings().secret("tines_api_key") == "s3cr3t-from-file"
+
+
+def test_unreadable_secret_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JIT_BRIDGE_ADMIN_TOKEN_FILE", "/nonexistent/token")
+    with pytest.raises(SettingsError, match="JIT_BRIDGE_ADMIN_TOKEN_FILE"):
+        load_settings()
+
+
+def test_bad_values_name_every_setting(tmp_path: Path) -> None:
+    path = write(tmp_path, 'mode = "turbo"\nmax_removals = -1\nmax_removels = 3\n')
+    with pytest.raises(SettingsError) as err:
+        load_settings(path)
+    text = str(err.value)
+    assert "'mode'" in text
+    assert "'max_removals'" in text
+    assert "'max_removels'" in text
+    assert "unknown setting" in text
+
+
+def test_broken_toml_says_where(tmp_path: Path) -> None:
+    path = write(tmp_path, "mode = \n")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings(path)
+
+
+def test_config_masks_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JIT_BRIDGE_TINES_API_KEY", "tines-key-value")
+    monkeypatch.setenv("JIT_BRIDGE_WEBHOOK_SECRET", "hook-secret-value")
+    monkeypatch.setenv("JIT_BRIDGE_DATABASE_URL", "postgresql://bridge:pg-pass-value@db/bridge")
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    shown = json.loads(out)
+    assert shown["tines_api_key"] == "**********"
+    assert shown["database_url"] == "postgresql://bridge:**********@db/bridge"
+    for secret in ("tines-key-value", "hook-secret-value", "pg-pass-value"):
+        assert secret not in out
+
+
+def test_bad_settings_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JIT_BRIDGE_LISTEN", "nonsense")
+    assert main(["config"]) == 2
+    assert "listen" in capsys.readouterr().err
