@@ -150,7 +150,8 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
         _err(f"{args.user}: no such user in the identity provider")
         return EXIT_FAILURE
     for user in identity.users:
-        print(f"{user.email} (groups: {', '.join(user.groups) or 'none'})")
+        email = (user.email or user.username).lower()
+        print(f"{email} (groups: {', '.join(user.groups) or 'none'})")
         for line in explain(mapping, settings.policy, user):
             print(f"  {line}")
     return EXIT_OK
@@ -269,7 +270,7 @@ def _make_plan(args: argparse.Namespace, settings: Settings, trigger: Trigger) -
         policy=settings.policy, mapping=lambda: mapping, source=source, target=target
     )
     if args.all:
-        return reconciler.plan_all(trigger)[0]
+        return reconciler.plan_all(trigger, args.allow_removals)[0]
     return reconciler.plan_user(UserRef(email=args.user), trigger)[0]
 
 
@@ -386,13 +387,18 @@ def _parser() -> argparse.ArgumentParser:
         who.add_argument("--all", action="store_true")
         p.add_argument("--trigger", choices=["login", "reconcile"])
         p.add_argument("--idp-snapshot", type=Path, metavar="F")
+        p.add_argument(
+            "--allow-removals",
+            type=int,
+            metavar="N",
+            help="accept up to N removals in a full run instead of the removal budget",
+        )
         if name == "plan":
             p.add_argument("--target-snapshot", type=Path, metavar="F")
             p.add_argument("--json", action="store_true")
             p.add_argument("--detailed-exitcode", action="store_true")
         else:
             p.add_argument("--dry-run", action="store_true")
-            p.add_argument("--allow-removals", type=int, metavar="N")
 
     p = add("explain", cmd_explain, "why each desired membership is desired")
     p.add_argument("--user", metavar="EMAIL", required=True)
