@@ -9,7 +9,7 @@ for long and nothing is applied twice).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
@@ -113,26 +113,40 @@ def dry_run_results(operations: Iterable[Operation]) -> list[OpResult]:
 
 
 def apply_operations(
-    target: Target, operations: list[Operation], state: TargetState
+    target: Target,
+    operations: list[Operation],
+    state: TargetState,
+    on_result: Callable[[OpResult], None] | None = None,
 ) -> ApplyResult:
+    """Apply in order. `on_result` sees each outcome as soon as it is known, so the audit
+    holds every call made even when the process dies before the run ends."""
     directory = _Directory(state, target.names_are_ids)
     result = ApplyResult()
+
+    def settle(*outcomes: OpResult) -> None:
+        for outcome in outcomes:
+            result.results.append(outcome)
+            if on_result is not None:
+                on_result(outcome)
+
     for index, op in enumerate(operations):
         change = _change_of(op)
         try:
             _apply_one(target, directory, op)
         except (TransientError, UnauthorizedError) as exc:
-            result.results.append(OpResult(op=op, outcome="failed", error=str(exc), **change))
-            result.results.extend(
-                OpResult(op=rest, outcome="not_run", error="run stopped", **_change_of(rest))
-                for rest in operations[index + 1 :]
+            settle(OpResult(op=op, outcome="failed", error=str(exc), **change))
+            settle(
+                *(
+                    OpResult(op=rest, outcome="not_run", error="run stopped", **_change_of(rest))
+                    for rest in operations[index + 1 :]
+                )
             )
             result.stopped_by = exc
             return result
         except TargetError as exc:
-            result.results.append(OpResult(op=op, outcome="failed", error=str(exc), **change))
+            settle(OpResult(op=op, outcome="failed", error=str(exc), **change))
         else:
-            result.results.append(OpResult(op=op, outcome="applied", **change))
+            settle(OpResult(op=op, outcome="applied", **change))
     return result
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 from bridge.apply import ApplyResult, OpResult, apply_operations, dry_run_results
 from bridge.guard import apply_removal_budget, count_managed_memberships, is_removal
 from bridge.mapping import Mapping
-from bridge.model import Operation, Plan, TargetState, Trigger
+from bridge.model import CaseGroup, Operation, Plan, TargetState, Team, Trigger
 from bridge.planner import plan as make_plan
 from bridge.policy import Policy
 from bridge.sources.base import IdentitySource, UserRef
@@ -235,9 +235,8 @@ def _identity_of_dict(op: dict[str, object]) -> tuple[str, ...]:
     return tuple(f"{k}={keep[k]}" for k in sorted(keep))
 
 
-def _merge_teams(states: list[TargetState]) -> list:  # type: ignore[type-arg]
-    from bridge.model import CaseGroup, Team
-
+def _merge_teams(states: list[TargetState]) -> list[Team]:
+    """Teams of several per-user reads, with every user's memberships."""
     merged: dict[str, Team] = {}
     for state in states:
         for team in state.teams:

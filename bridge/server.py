@@ -145,6 +145,7 @@ def _admin_router(ctx: ServiceContext) -> APIRouter:
             "dry_run": ctx.settings.dry_run,
             "mapping_version": ctx.mappings.version,
             "queue_depth": ctx.store.queue_depth(),
+            "in_progress": sum(1 for e in ctx.store.queue_items() if e.claimed_by),
             "dependencies": ctx.health.snapshot(),
             "failing": ctx.health.failing(),
             "held_runs": [_run_json(r) for r in ctx.store.list_runs(limit=20, status="held")],

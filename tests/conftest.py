@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.fixtures.tines_fake",
     "tests.fixtures.keycloak",
     "tests.fixtures.scim",
+    "tests.fixtures.bridge",
+    "tests.fixtures.faulty_proxy",
 ]
