@@ -90,6 +90,8 @@ class _Directory:
 
     def place(self, team: str, case_group: str | None) -> tuple[str, str | None]:
         if self.names_are_ids:
+            if case_group is None:
+                return self.teams.get(team, team), None
             return self.teams.get(team, team), self.case_groups.get((team, case_group), case_group)
         team_id = self.teams.get(team)
         if team_id is None:
