@@ -42,6 +42,17 @@ class UnauthorizedError(TargetError):
     """401/403: the credentials are wrong or lack rights. Stop and report; do not retry."""
 
 
+class TlsVerificationError(UnauthorizedError):
+    """The target's certificate did not verify. A configuration error: stop, never retry."""
+
+
+def tls_failure(where: str, exc: Exception) -> TlsVerificationError:
+    return TlsVerificationError(
+        f"{where}: TLS certificate verification failed ({type(exc).__name__}); trust the "
+        "target's CA (REQUESTS_CA_BUNDLE) or, for testing only, set verify_tls = false"
+    )
+
+
 class DryRunRejectedError(TargetError):
     """A mutating request was about to be sent while dry run is on. It was not sent."""
 

@@ -41,6 +41,7 @@ from bridge.targets.base import (
     NotFoundError,
     TransientError,
     UnauthorizedError,
+    tls_failure,
 )
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,8 @@ class HttpClient:
                     timeout=self.timeout,
                     verify=self.verify_tls,
                 )
+            except requests.exceptions.SSLError as exc:
+                raise tls_failure(where, exc) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 problem, retry_after = f"{type(exc).__name__} (no response)", None
             else:

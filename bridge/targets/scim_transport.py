@@ -33,6 +33,7 @@ from bridge.targets.base import (
     TargetError,
     TransientError,
     UnauthorizedError,
+    tls_failure,
 )
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,8 @@ class ScimHttpClient(BaseSyncSCIMClient):
             response: requests.Response | None = None
             try:
                 response = self._send_once(method, url, kwargs)
+            except requests.exceptions.SSLError as exc:
+                raise tls_failure(f"SCIM {method} {url}", exc) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 problem = f"SCIM {method} {url} failed: {type(exc).__name__}"
             if response is not None and response.status_code < 400:

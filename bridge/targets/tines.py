@@ -43,6 +43,8 @@ Assumptions about behaviour Tines does not document (reference/tines.md ยง4.3, ย
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from itertools import chain, islice
 from typing import Any
 
 from bridge.model import CaseGroup, Member, TargetState, TargetUser, Team
@@ -73,6 +75,8 @@ class TinesTarget(Target):
 
     Pass `http` to supply a preconfigured client (tests, benchmarks, custom retries); it
     then carries dry run, TLS and timeout itself and the keyword arguments here are unused.
+    `read_state` sends up to `read_concurrency` reads at once (the user pages, which
+    `admin/users`' 500/minute limit slows, alongside the teams' member lists).
     """
 
     name = "tines"
@@ -86,7 +90,9 @@ class TinesTarget(Target):
         verify_tls: bool = True,
         timeout: float = 30.0,
         http: HttpClient | None = None,
+        read_concurrency: int = 4,
     ) -> None:
+        self.read_concurrency = max(1, read_concurrency)
         self.http = http or tines_http(
             base_url, api_key, timeout=timeout, verify_tls=verify_tls, dry_run=dry_run
         )
@@ -96,11 +102,24 @@ class TinesTarget(Target):
 
     # -- reads ----------------------------------------------------------------------------
     def read_state(self) -> TargetState:
-        users = [_user(raw) for raw in self._pages(USERS, USERS)]
-        teams = [
-            _team_with(raw, self._members(str(raw["id"])), self._members) for raw in self._teams()
-        ]
-        return TargetState(users=users, teams=teams)
+        with ThreadPoolExecutor(self.read_concurrency, thread_name_prefix="tines") as pool:
+            user_items = self._pages(USERS, USERS)
+            # The first request goes alone, so a bad key or a dead tenant fails at once.
+            first = list(islice(user_items, 1))
+            users = pool.submit(lambda: [_user(raw) for raw in chain(first, user_items)])
+            try:
+                raw_teams = self._teams()
+                containers = [str(raw["id"]) for raw in raw_teams] + [
+                    str(group["id"]) for raw in raw_teams for group in raw.get("groups") or []
+                ]
+                members = dict(zip(containers, pool.map(self._members, containers), strict=True))
+            finally:
+                # A failure reading the users wins, as it would in a sequential read.
+                read_users = users.result()
+            teams = [
+                _team_with(raw, members[str(raw["id"])], members.__getitem__) for raw in raw_teams
+            ]
+            return TargetState(users=read_users, teams=teams)
 
     def read_user_state(self, email: str) -> TargetState:
         owners = {u.id: u for u in map(_user, self._pages(USERS, USERS, filter="TENANT_OWNER"))}
