@@ -16,11 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.mapping_file import MappingError
 from bridge.model import Plan, TargetState, Trigger
 from bridge.settings import Settings, SettingsError, load_settings
 from bridge.sources.base import SourceError, UserRef
+from bridge.store.errors import (
+    RunAlreadyApprovedError,
+    RunNotFoundError,
+    RunNotHeldError,
+    StoreError,
+)
 from bridge.targets.base import TargetError
 from bridge.wiring import SnapshotError
 
@@ -57,6 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (SourceError, TargetError) as exc:
         _err(f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILURE
+    except (StoreError, SQLAlchemyError) as exc:
+        # The driver's own words, first line only: never the URL (it may hold a password).
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        _err(f"the state store (database_url) is unusable: {cause}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
@@ -134,6 +146,8 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
     print(render_plan(report.plan))
     print(_render_outcome(report.run_id, report.status, report.summary()))
+    for selector, reason in sorted(report.unreadable_groups.items()):
+        _err(f"group '{selector}' could not be read, nothing it grants was removed: {reason}")
     if report.error:
         _err(report.error)
     return report.exit_code
@@ -219,7 +233,7 @@ def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
             store=store,
         )
         report = reconciler.approve(args.run_id, approved_by="cli")
-    except LookupError as exc:
+    except (LookupError, RunNotFoundError, RunNotHeldError, RunAlreadyApprovedError) as exc:
         raise UsageError(str(exc)) from exc
     finally:
         store.close()

@@ -35,6 +35,8 @@ class RunReport:
     status: RunStatus
     results: list[OpResult] = field(default_factory=list)
     error: str | None = None
+    #: Mapped group selectors Keycloak could not read (removals they could affect were kept).
+    unreadable_groups: dict[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -55,6 +57,7 @@ class RunReport:
             "skipped": len(self.plan.skipped),
             "outcomes": counts,
             "error": self.error,
+            "unreadable_groups": dict(self.unreadable_groups),
         }
 
 
@@ -78,6 +81,11 @@ class Reconciler:
 
     # -- planning (pure after the reads) -------------------------------------------------
     def plan_user(self, ref: UserRef, trigger: Trigger) -> tuple[Plan, TargetState]:
+        return self._plan_user(ref, trigger)[:2]
+
+    def _plan_user(
+        self, ref: UserRef, trigger: Trigger
+    ) -> tuple[Plan, TargetState, dict[str, str]]:
         mapping = self._mapping()
         if ref.user_id and not ref.email and self.store is not None:
             # A deleted Keycloak user can only be found in the target by the email seen last.
@@ -96,19 +104,27 @@ class Reconciler:
             no_email = [u for u in identity.users if not u.email]
             scope = frozenset({u.username or u.id for u in no_email})
             empty = TargetState(users=[], teams=[])
-            return make_plan(mapping, self.policy, identity, empty, trigger, scope), empty
+            plan = make_plan(mapping, self.policy, identity, empty, trigger, scope)
+            return plan, empty, identity.unreadable_groups
         state = self._read_target_for(sorted(emails))
-        return make_plan(mapping, self.policy, identity, state, trigger, frozenset(emails)), state
+        plan = make_plan(mapping, self.policy, identity, state, trigger, frozenset(emails))
+        return plan, state, identity.unreadable_groups
 
     def plan_all(
         self, trigger: Trigger, allow_removals: int | None = None
     ) -> tuple[Plan, TargetState]:
+        return self._plan_all(trigger, allow_removals)[:2]
+
+    def _plan_all(
+        self, trigger: Trigger, allow_removals: int | None
+    ) -> tuple[Plan, TargetState, dict[str, str]]:
         mapping = self._mapping()
         identity = self.source.read_all(mapping)
         state = self.target.read_state()
         plan = make_plan(mapping, self.policy, identity, state, trigger, None)
         managed = count_managed_memberships(mapping, self.policy, state)
-        return apply_removal_budget(plan, self.policy, managed, allow_removals), state
+        budgeted = apply_removal_budget(plan, self.policy, managed, allow_removals)
+        return budgeted, state, identity.unreadable_groups
 
     def _read_target_for(self, emails: list[str]) -> TargetState:
         if len(emails) == 1:
@@ -121,8 +137,8 @@ class Reconciler:
     def sync_user(
         self, ref: UserRef, trigger: Trigger, *, triggered_by: list[str], requested_by: str
     ) -> RunReport:
-        plan, state = self.plan_user(ref, trigger)
-        return self._execute("user", plan, state, triggered_by, requested_by)
+        plan, state, unreadable = self._plan_user(ref, trigger)
+        return self._execute("user", plan, state, triggered_by, requested_by, unreadable)
 
     def sync_all(
         self,
@@ -132,23 +148,24 @@ class Reconciler:
         requested_by: str,
         allow_removals: int | None = None,
     ) -> RunReport:
-        plan, state = self.plan_all(trigger, allow_removals)
-        return self._execute("all", plan, state, triggered_by, requested_by)
+        plan, state, unreadable = self._plan_all(trigger, allow_removals)
+        return self._execute("all", plan, state, triggered_by, requested_by, unreadable)
 
     def approve(self, run_id: str, approved_by: str) -> RunReport:
         """Apply what a held run kept back, as far as a fresh plan still wants it.
 
         The world may have moved since the hold: a removal is applied only if a plan made
         now still contains it, so an approval can never remove access someone regained.
+        The fresh read comes first: if it fails, the approval is not used up.
         """
         if self.store is None:
             raise RuntimeError("approving a held run needs the state store")
+        fresh, state, unreadable = self._plan_all("reconcile", allow_removals=10**9)
         held = self.store.approve_run(run_id, approved_by)
         wanted = {_identity_of_dict(op) for op in held}
-        fresh, state = self.plan_all("reconcile", allow_removals=10**9)
         still = [op for op in fresh.operations if _identity_of(op) in wanted]
         plan = fresh.model_copy(update={"operations": still, "held": []})
-        return self._execute("approval", plan, state, [run_id], approved_by)
+        return self._execute("approval", plan, state, [run_id], approved_by, unreadable)
 
     def _execute(
         self,
@@ -157,24 +174,41 @@ class Reconciler:
         state: TargetState,
         triggered_by: list[str],
         requested_by: str,
+        unreadable: dict[str, str],
     ) -> RunReport:
         run_id = None
         if self.store is not None:
             run_id = self.store.start_run(kind, plan.trigger, requested_by=requested_by)
         cause = ",".join(triggered_by) or (run_id or "")
+        if unreadable:
+            log.warning(
+                "run %s: %d mapped group(s) could not be read; nothing they grant is removed: %s",
+                run_id,
+                len(unreadable),
+                "; ".join(f"{k}: {v}" for k, v in sorted(unreadable.items())),
+            )
         if self.dry_run:
             report = RunReport(run_id, plan, "dry_run", dry_run_results(plan.operations))
         elif not plan.operations:
             report = RunReport(run_id, plan, "held" if plan.held else "no_changes")
         else:
-            outcome = apply_operations(self.target, list(plan.operations), state)
+
+            def audit_now(result: OpResult) -> None:
+                if run_id is not None:
+                    self._audit(run_id, cause, [result])
+
+            outcome = apply_operations(self.target, list(plan.operations), state, audit_now)
             report = RunReport(run_id, plan, _status_of(plan, outcome), outcome.results)
             if outcome.stopped_by is not None:
                 report.error = str(outcome.stopped_by)
             elif outcome.failed:
                 report.error = "; ".join(r.error or "" for r in outcome.failed[:5])
+        report.unreadable_groups = dict(unreadable)
         if self.store is not None and run_id is not None:
-            self._audit(run_id, cause, report)
+            # Applied operations were audited one by one as they happened (see above).
+            pending = report.results if self.dry_run else []
+            held = [] if self.dry_run else [OpResult(op=op, outcome="held") for op in plan.held]
+            self._audit(run_id, cause, [*pending, *held])
             if plan.held and not self.dry_run:
                 self.store.hold_run(
                     run_id,
@@ -184,11 +218,9 @@ class Reconciler:
             self.store.finish_run(run_id, report.status, report.summary())
         return report
 
-    def _audit(self, run_id: str, cause: str, report: RunReport) -> None:
-        assert self.store is not None
-        records = list(report.results)
-        if not self.dry_run:
-            records += [OpResult(op=op, outcome="held") for op in report.plan.held]
+    def _audit(self, run_id: str, cause: str, records: list[OpResult]) -> None:
+        if self.store is None:
+            return
         for result in records:
             op = result.op
             self.store.record_audit(

@@ -2,6 +2,10 @@
 
 A key is a user (`id:…`, `email:…`) or `all`. Failures never lose the key: it goes back to
 the queue with backoff, so a Keycloak or target outage delays work and never drops it.
+
+A claim is a short lease that a heartbeat renews while the reconcile runs. A process that
+dies (SIGKILL, OOM, power) stops renewing, so another worker, or the same service after its
+restart, takes the key over within `lease_seconds`; a long full reconcile keeps its claim.
 """
 
 from __future__ import annotations
@@ -39,11 +43,13 @@ class WorkerPool:
     metrics: Metrics
     health: Health
     count: int = 2
-    lease_seconds: float = 300.0
+    lease_seconds: float = 15.0
     idle_wait: float = 0.5
     wake: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _in_hand: dict[str, QueueItem] = field(default_factory=dict)
+    _in_hand_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, name_prefix: str = "worker") -> None:
         for i in range(self.count):
@@ -55,6 +61,11 @@ class WorkerPool:
             )
             thread.start()
             self._threads.append(thread)
+        heartbeat = threading.Thread(
+            target=self._renew_leases, name=f"{name_prefix}-heartbeat", daemon=True
+        )
+        heartbeat.start()
+        self._threads.append(heartbeat)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the reconcile in hand, take no new work. Unfinished keys stay queued."""
@@ -75,7 +86,25 @@ class WorkerPool:
                 self.wake.wait(self.idle_wait)
                 self.wake.clear()
                 continue
-            self.run_item(item)
+            with self._in_hand_lock:
+                self._in_hand[worker_id] = item
+            try:
+                self.run_item(item)
+            finally:
+                with self._in_hand_lock:
+                    self._in_hand.pop(worker_id, None)
+
+    def _renew_leases(self) -> None:
+        """Renew the claim of every key in hand, three times per lease."""
+        while not self._stop.wait(self.lease_seconds / 3):
+            with self._in_hand_lock:
+                in_hand = list(self._in_hand.values())
+            for item in in_hand:
+                try:
+                    if not self.store.extend_claim(item, lease_seconds=self.lease_seconds):
+                        log.warning("%s: claim lost before the reconcile ended", item.key)
+                except Exception:
+                    log.exception("cannot renew the claim on %s", item.key)
 
     def run_item(self, item: QueueItem) -> None:
         """Reconcile one queue entry and settle it: complete, or back to the queue."""
@@ -84,23 +113,38 @@ class WorkerPool:
         except SourceError as exc:
             self.health.record_failure("keycloak", str(exc))
             self.metrics.source_failures.inc()
-            self._retry(item, f"Keycloak read failed: {exc}", backoff(item.attempts))
+            self._give_back_unplanned(item, f"Keycloak read failed: {exc}", backoff(item.attempts))
             return
         except UnauthorizedError as exc:
             self.health.record_failure("target", str(exc))
-            self._retry(item, f"target refused our credentials: {exc}", MAX_BACKOFF)
+            self._give_back_unplanned(item, f"target refused our credentials: {exc}", MAX_BACKOFF)
             return
         except TransientError as exc:
             self.health.record_failure("target", str(exc))
-            self._retry(item, f"target unavailable: {exc}", backoff(item.attempts, exc.retry_after))
+            self._give_back_unplanned(
+                item, f"target unavailable: {exc}", backoff(item.attempts, exc.retry_after)
+            )
             return
         except Exception as exc:
             log.exception("reconcile of %s failed", item.key)
-            self._retry(item, f"{type(exc).__name__}: {exc}", backoff(item.attempts))
+            self._give_back_unplanned(item, f"{type(exc).__name__}: {exc}", backoff(item.attempts))
             return
-        self.health.record_success("keycloak")
+        if report is not None and report.unreadable_groups:
+            # Fail closed (SPEC §5): the run kept whatever those groups grant; say so and
+            # come back once Keycloak answers for them again.
+            problem = "mapped groups could not be read: " + ", ".join(
+                sorted(report.unreadable_groups)
+            )
+            self.health.record_failure("keycloak", problem)
+            self.metrics.source_failures.inc()
+        else:
+            self.health.record_success("keycloak")
+        if report is not None and item.key == "all":
+            self.metrics.unreadable_groups.set(len(report.unreadable_groups))
         if report is not None:
-            self.metrics.observe_run(report)
+            self.metrics.observe_run(report, kind=_kind_of(item))
+            if item.key == "all" and report.status not in ("failed", "partial"):
+                self.metrics.last_full_reconcile.set_to_current_time()
             stopped = report.error if report.status in ("failed", "partial") else None
             if stopped and any(r.outcome == "not_run" for r in report.results):
                 # The target stopped the run part-way (transient/auth): re-plan later.
@@ -108,6 +152,9 @@ class WorkerPool:
                 self._retry(item, stopped, backoff(item.attempts))
                 return
             self.health.record_success("target")
+            if report.unreadable_groups:
+                self._retry(item, problem, backoff(item.attempts))
+                return
         self.store.complete(item)
 
     def _reconcile(self, item: QueueItem) -> RunReport | None:
@@ -129,7 +176,28 @@ class WorkerPool:
             ref, trigger, triggered_by=causes, requested_by=f"queue:{item.trigger}"
         )
 
+    def _give_back_unplanned(self, item: QueueItem, error: str, delay: float) -> None:
+        """A reconcile that failed before it had a plan: count it as a failed run, put the
+        key back, and for a full reconcile also record a failed run with the reason, so
+        `status` shows why (a user's failure shows in its queue entry instead; a run per
+        retry would be noise)."""
+        kind = _kind_of(item)
+        self.metrics.runs.labels(kind=kind, status="failed").inc()
+        if kind == "all":
+            try:
+                run_id = self.store.start_run(
+                    "all", "reconcile", requested_by=f"queue:{item.trigger}"
+                )
+                self.store.finish_run(run_id, "failed", {"status": "failed", "error": error})
+            except Exception:
+                log.exception("cannot record the failed full reconcile")
+        self._retry(item, error, delay)
+
     def _retry(self, item: QueueItem, error: str, delay: float) -> None:
         log.warning("%s: %s; retrying in %.0f s", item.key, error, delay)
         self.metrics.retries.inc()
         self.store.fail(item, error, retry_in=delay)
+
+
+def _kind_of(item: QueueItem) -> str:
+    return "all" if item.key == "all" else "user"
