@@ -207,7 +207,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     for r in records:
         where = f" {r.team}" + (f"/{r.case_group}" if r.case_group else "") if r.team else ""
-        change = f" {r.before} → {r.after}" if (r.before or r.after) else ""
+        change = _render_change(r.before, r.after)
         error = f" error: {r.error}" if r.error else ""
         print(
             f"{_fmt_time(r.time)} {r.outcome:8} {r.email} {r.op}{where}{change} "
@@ -317,6 +317,23 @@ def _describe_op(op: dict[str, Any]) -> str:
     }.get(kind, lambda: "")()
     because = f"  ({'; '.join(op['because'])})" if op.get("because") else ""
     return f"{kind} {op['email']}{where}{detail}{because}"
+
+
+def _render_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """`EDITOR → TEAM_ADMIN`, `→ EDITOR`, `tenant_owner: True → False`: short, for people."""
+    if not before and not after:
+        return ""
+    if set(before) <= {"role"} and set(after) <= {"role"}:
+        return f" {before.get('role', '')} → {after.get('role', '(none)')}".replace("  ", " ")
+    parts = []
+    for key in sorted(set(before) | set(after)):
+        if key in before and key in after:
+            parts.append(f"{key}: {before[key]} → {after[key]}")
+        elif key in after:
+            parts.append(f"{key}: {after[key]}")
+        else:
+            parts.append(f"{key}: {before[key]} (removed)")
+    return " " + ", ".join(parts)
 
 
 def _render_outcome(run_id: str | None, status: str, summary: dict[str, Any]) -> str:
