@@ -383,15 +383,17 @@ def _err(message: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    # --settings and --mapping go before or after the command. The subcommands' copies
+    # default to SUPPRESS so that they never overwrite a value given before the command.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--settings", type=Path, help="TOML settings file (SPEC §10)")
     common.add_argument("--mapping", type=Path, help="mapping JSON (instead of mapping_file)")
 
     parser = argparse.ArgumentParser(
-        prog="jit-bridge",
-        description="Keycloak groups to application teams and roles.",
-        parents=[common],
+        prog="jit-bridge", description="Keycloak groups to application teams and roles."
     )
+    parser.add_argument("--settings", type=Path, help="TOML settings file (SPEC §10)")
+    parser.add_argument("--mapping", type=Path, help="mapping JSON (instead of mapping_file)")
     sub = parser.add_subparsers(title="commands")
 
     def add(name: str, handler: Callable[..., int], help_text: str) -> argparse.ArgumentParser:

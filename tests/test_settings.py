@@ -115,3 +115,13 @@ def test_bad_settings_exit_2(
     monkeypatch.setenv("JIT_BRIDGE_LISTEN", "nonsense")
     assert main(["config"]) == 2
     assert "listen" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_settings_flag_works_before_or_after_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], before: bool
+) -> None:
+    path = write(tmp_path, 'mode = "enhanced"\n')
+    args = ["--settings", str(path), "config"] if before else ["config", "--settings", str(path)]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["mode"] == "enhanced"
