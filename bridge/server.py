@@ -23,7 +23,7 @@ from bridge.model import Mode, Trigger
 from bridge.reconcile import Reconciler
 from bridge.settings import Settings
 from bridge.sources.base import UserRef
-from bridge.store import Store
+from bridge.store import RunAlreadyApprovedError, RunNotFoundError, RunNotHeldError, Store
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,9 @@ def create_app(ctx: ServiceContext) -> FastAPI:
                 secret=secret,
                 mode_provider=ctx.mode,
                 metrics=ctx.metrics,
+                # Off the event loop, concurrent deliveries share one commit (group commit
+                # in the store): 905 durable events/s instead of 145 (bench/README.md).
+                sink_in_thread=True,
             )
         )
     else:
@@ -116,6 +119,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     @app.get("/metrics")
     def metrics() -> Response:
         ctx.metrics.queue_depth.set(ctx.store.queue_depth())
+        ctx.metrics.held_runs.set(len(ctx.store.list_runs(limit=10_000, status="held")))
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(_admin_router(ctx), prefix="/api/v1")
@@ -221,9 +225,9 @@ def _admin_router(ctx: ServiceContext) -> APIRouter:
     def approve(run_id: str) -> dict[str, Any]:
         try:
             report = ctx.reconciler().approve(run_id, approved_by="admin-api")
-        except LookupError as exc:
+        except RunNotFoundError as exc:
             raise HTTPException(404, str(exc)) from exc
-        except ValueError as exc:
+        except (RunNotHeldError, RunAlreadyApprovedError) as exc:
             raise HTTPException(409, str(exc)) from exc
         return {"run_id": report.run_id, "approved": run_id, **report.summary()}
 

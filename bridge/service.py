@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bridge.health import Health
+from bridge.intake.poller import EventPoller, KeycloakAdminEventReader
 from bridge.mapping_file import MappingError, load_mapping, parse_mapping
 from bridge.metrics import Metrics
 from bridge.reconcile import Reconciler
@@ -32,6 +35,12 @@ from bridge.worker import WorkerPool
 log = logging.getLogger(__name__)
 
 SCHEDULER_LEASE = "scheduler"
+#: A reserved (RFC 2606) address no target holds: reading it is a harmless readiness probe.
+READINESS_PROBE_EMAIL = "readiness-probe@jit-bridge.invalid"
+LEADER_LEASE_TTL = 30.0
+"""Seconds the scheduler lease lasts unrenewed: when its holder dies, another process runs the
+schedule and the event poller within this plus one renewal period. The holder renews it every
+third of it, so two missed renewals (a slow database) do not yet cost the lease."""
 
 
 def load_mapping_in_force(store: Store, path: Path) -> MappingHolder:
@@ -55,6 +64,8 @@ def load_mapping_in_force(store: Store, path: Path) -> MappingHolder:
     if last_file is None or last_file.text != text:
         version = store.save_mapping(text, source="file")
         return MappingHolder(mapping, version)
+    # Read again: a process starting beside this one may have saved the file since we looked.
+    current = store.current_mapping()
     assert current is not None
     return MappingHolder(parse_mapping(current[1], source=f"stored v{current[0]}"), current[0])
 
@@ -71,7 +82,9 @@ class Service:
     workers: WorkerPool
     scheduler: BackgroundScheduler
     holder_id: str
-    poller: Any = None
+    poller: EventPoller | None = None
+    lease_ttl: float = LEADER_LEASE_TTL
+    _leader_until: float = field(default=0.0, init=False, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, mapping_override: Path | None = None) -> Service:
@@ -119,7 +132,7 @@ class Service:
             scheduler=BackgroundScheduler(timezone="UTC"),
             holder_id=f"{socket.gethostname()}:{os.getpid()}",
         )
-        service.poller = _build_poller(settings, source, store, metrics)
+        service.poller = _build_poller(settings, store)
         return service
 
     def start_background(self) -> None:
@@ -143,6 +156,20 @@ class Service:
                 max_instances=1,
                 coalesce=True,
             )
+        if self.scheduler.get_jobs():
+            # Renewed on its own timer, more often than it expires and independent of the
+            # jobs' intervals: renewing only when a job fires would let the lease lapse
+            # between fires (a 900 s schedule against a 30 s lease), and every process
+            # would then take its turn at running the schedule.
+            self.scheduler.add_job(
+                self._renew_leadership,
+                "interval",
+                seconds=self.lease_ttl / 3,
+                id="leader-lease",
+                next_run_time=datetime.now(UTC),
+                max_instances=1,
+                coalesce=True,
+            )
         self.scheduler.start()
 
     def stop(self) -> None:
@@ -155,17 +182,32 @@ class Service:
         self.source.close()
         self.store.close()
 
-    def _is_leader(self, ttl: float) -> bool:
-        return self.store.acquire_lease(SCHEDULER_LEASE, self.holder_id, ttl)
+    def _renew_leadership(self) -> None:
+        """Take or renew the scheduler lease. Leadership counts from before the request, on
+        this process's monotonic clock, so it ends here no later than the lease in the store."""
+        asked_at = time.monotonic()
+        try:
+            held = self.store.acquire_lease(SCHEDULER_LEASE, self.holder_id, self.lease_ttl)
+        except Exception as exc:
+            log.warning("cannot renew the scheduler lease (%s); retrying", exc)
+            return
+        was_leader = self._is_leader()
+        self._leader_until = asked_at + self.lease_ttl if held else 0.0
+        if held != was_leader:
+            log.info("%s the schedule and event poller", "running" if held else "not running")
+
+    def _is_leader(self) -> bool:
+        """Whether this process holds the scheduler lease (at most one process does)."""
+        return time.monotonic() < self._leader_until
 
     def _scheduled_reconcile(self) -> None:
-        if not self._is_leader(ttl=max(30.0, self.settings.poll_interval * 3)):
+        if not self._is_leader():
             return
         self.store.enqueue("all", "reconcile", source="schedule")
         self.workers.wake.set()
 
     def _poll(self) -> None:
-        if not self._is_leader(ttl=max(30.0, self.settings.poll_interval * 3)):
+        if self.poller is None or not self._is_leader():
             return
         try:
             result = self.poller.poll_once()
@@ -173,10 +215,15 @@ class Service:
             self.context.health.record_failure("keycloak", f"event poll failed: {exc}")
             log.warning("event poll failed: %s", exc)
             return
-        self.context.health.record_success("keycloak")
-        count = int(getattr(result, "events_read", 0) or 0)
-        self.context.metrics.events_polled.inc(count)
-        if getattr(result, "triggers_queued", 0):
+        if result.errors:
+            # poll_once reports a failed stream instead of raising; its cursor stays put.
+            self.context.health.record_failure(
+                "keycloak", "event poll failed: " + "; ".join(result.errors)
+            )
+        else:
+            self.context.health.record_success("keycloak")
+        self.context.metrics.events_polled.inc(result.events_read)
+        if result.triggers_queued:
             self.workers.wake.set()
 
 
@@ -186,23 +233,31 @@ def _readiness_checks(source: IdentitySource, target: Target) -> dict[str, Any]:
     if callable(ping):
         checks["keycloak"] = ping
     target_ping = getattr(target, "ping", None)
-    checks["target"] = target_ping if callable(target_ping) else (lambda: None)
+    if callable(target_ping):
+        checks["target"] = target_ping
+    else:
+        # No dedicated probe: a one-user read proves the target answers and takes our key.
+        checks["target"] = lambda: target.read_user_state(READINESS_PROBE_EMAIL)
     return checks
 
 
-def _build_poller(
-    settings: Settings, source: IdentitySource, store: Store, metrics: Metrics
-) -> Any:
+def _build_poller(settings: Settings, store: Store) -> EventPoller | None:
+    """The event-store poller, on a Keycloak admin connection of its own (the service
+    account needs `view-events`). Settings were checked when the source was built."""
     if not settings.poll_events:
         return None
-    from bridge.intake.poller import EventPoller, KeycloakAdminEventReader
+    from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 
-    admin = getattr(source, "admin", None)
-    if admin is None:
-        log.error("poll_events needs the Keycloak source; polling is off")
-        return None
+    connection = KeycloakOpenIDConnection(
+        server_url=settings.keycloak_url,
+        realm_name=settings.keycloak_realm,
+        client_id=settings.keycloak_client_id or "",
+        client_secret_key=settings.secret("keycloak_client_secret"),
+        verify=settings.verify_tls,
+        timeout=int(settings.request_timeout),
+    )
     return EventPoller(
-        KeycloakAdminEventReader(admin),
+        KeycloakAdminEventReader(KeycloakAdmin(connection=connection)),
         store,
         store,
         realm=settings.keycloak_realm or "",

@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.tines_fake",
     "tests.fixtures.keycloak",
     "tests.fixtures.scim",
+    "tests.fixtures.postgres",
     "tests.fixtures.bridge",
     "tests.fixtures.faulty_proxy",
 ]
