@@ -1,0 +1,239 @@
+"""Full reconcile against SPEC §11, and against the naive per-user design.
+
+    python -m bench.reconcile --users 1000 10000 50000
+
+For each size, in fresh processes (so peak memory is the bridge's own):
+
+1. no change: the fakes (bench/fakes.py, own process) serve an organisation whose target
+   already matches the mapping; one process runs `Reconciler.sync_all` (the product's full
+   reconcile, with a SQLite store) and reports wall time, peak RSS and request counts;
+2. drift: the same with `--drift` of the users changed in the target; checks that the
+   writes sent equal the planned operations and that a second reconcile plans nothing;
+3. naive: `--naive-sample` users reconciled one by one (`KeycloakSource.read_user` +
+   `TinesTarget.read_user_state` per user, i.e. `Reconciler.sync_user`), extrapolated
+   linearly to every user (the naive cost per user grows with N, so this flatters it).
+
+The HTTP client keeps the product's default Tines rate limit on `admin/users` (450/minute),
+as in production; the wall times include the waits it imposes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bench.org import POLICY
+
+T = TypeVar("T")
+ALL_REMOVALS = 10**9  # the benchmark checks convergence, not the removal budget
+
+
+@contextmanager
+def fakes(users: int, drift: float, kc_ms: float, target_ms: float) -> Iterator[dict[str, Any]]:
+    """Start bench/fakes.py in its own process; it ends when we close its stdin."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.fakes",
+            f"--users={users}",
+            f"--drift={drift}",
+            f"--keycloak-latency-ms={kc_ms}",
+            f"--target-latency-ms={target_ms}",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdin is not None
+    try:
+        yield json.loads(process.stdout.readline())
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)
+
+
+def measure(kind: str, info: dict[str, Any], sample: int) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter and return its JSON result."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.reconcile", "--child", kind, "--sample", str(sample)],
+        input=json.dumps(info),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"bench child {kind} failed:\n{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# Child side: the measured process
+
+
+def _wiring(info: dict[str, Any], store_dir: str) -> tuple[Any, Any, Any, Any]:
+    from bridge.mapping_file import load_mapping
+    from bridge.reconcile import Reconciler
+    from bridge.sources.keycloak import KeycloakSource
+    from bridge.store import Store
+    from bridge.targets.tines import TinesTarget
+
+    mapping = load_mapping(Path(info["mapping"]))
+    source = KeycloakSource(
+        info["keycloak"], "bench", "jit-bridge", "bench-secret", mapping=mapping
+    )
+    target = TinesTarget(info["target"], "bench-key")
+    store = Store.open(f"sqlite:///{store_dir}/bench.db")
+    store.upgrade()
+    reconciler = Reconciler(
+        policy=POLICY, mapping=lambda: mapping, source=source, target=target, store=store
+    )
+    return reconciler, source, target, store
+
+
+def _timed(phases: dict[str, float], name: str, call: Callable[..., T]) -> Callable[..., T]:
+    def timed(*args: Any, **kwargs: Any) -> T:
+        start = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
+
+    return timed
+
+
+def _server_counts(url: str) -> dict[str, int]:
+    import requests
+
+    counts: dict[str, int] = requests.get(f"{url}/__bench/stats", timeout=10).json()
+    return counts
+
+
+def child_full(info: dict[str, Any]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as store_dir:
+        reconciler, source, target, store = _wiring(info, store_dir)
+        phases: dict[str, float] = {}
+        source.read_all = _timed(phases, "keycloak_read", source.read_all)
+        target.read_state = _timed(phases, "target_read", target.read_state)
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        report = reconciler.sync_all(
+            "reconcile", triggered_by=[], requested_by="bench", allow_removals=ALL_REMOVALS
+        )
+        wall = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result = {
+            "wall_s": round(wall, 2),
+            "phases_s": {k: round(v, 2) for k, v in phases.items()},
+            "peak_rss_mb": round(peak / 1024, 1),
+            "rss_before_mb": round(rss_before / 1024, 1),
+            "status": report.status,
+            "keycloak_reads": source.stats.requests,
+            "target_reads": target.http.stats.reads,
+            "target_writes": target.http.stats.writes,
+            "target_retries": target.http.stats.retries,
+            "planned_ops": len(report.plan.operations),
+            "applied_ops": sum(1 for r in report.results if r.outcome == "applied"),
+            "held_ops": len(report.plan.held),
+            "server_target": _server_counts(info["target"]),
+            "server_keycloak": _server_counts(info["keycloak"]),
+        }
+        if report.plan.operations:
+            again = reconciler.sync_all(
+                "reconcile", triggered_by=[], requested_by="bench", allow_removals=ALL_REMOVALS
+            )
+            result["second_run_ops"] = len(again.plan.operations)
+        store.close()
+        return result
+
+
+def child_naive(info: dict[str, Any], sample: int) -> dict[str, Any]:
+    from bridge.sources.base import UserRef
+
+    with tempfile.TemporaryDirectory() as store_dir:
+        reconciler, source, target, _store = _wiring(info, store_dir)
+        reconciler.store = None  # spare the naive design the store's writes
+        ids: list[str] = info["user_ids"]
+        chosen = [ids[i * len(ids) // sample] for i in range(sample)]
+        start = time.perf_counter()
+        ops = 0
+        for user_id in chosen:
+            report = reconciler.sync_user(
+                UserRef(user_id=user_id), "reconcile", triggered_by=[], requested_by="bench"
+            )
+            ops += len(report.plan.operations)
+        wall = time.perf_counter() - start
+        return {
+            "sample": sample,
+            "wall_s_per_user": round(wall / sample, 3),
+            "keycloak_reads_per_user": round(source.stats.requests / sample, 1),
+            "target_reads_per_user": round(target.http.stats.reads / sample, 1),
+            "planned_ops": ops,
+        }
+
+
+# --------------------------------------------------------------------------------------
+# Parent side
+
+
+def run_size(args: argparse.Namespace, users: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"users": users}
+    with fakes(users, 0.0, args.keycloak_latency_ms, args.target_latency_ms) as info:
+        row["selectors"], row["teams"] = info["selectors"], info["teams"]
+        row["no_change"] = measure("full", info, 0)
+        if args.naive_sample:
+            naive = measure("naive", info, args.naive_sample)
+            naive["extrapolated_wall_s"] = round(naive["wall_s_per_user"] * users)
+            naive["extrapolated_keycloak_reads"] = round(naive["keycloak_reads_per_user"] * users)
+            naive["extrapolated_target_reads"] = round(naive["target_reads_per_user"] * users)
+            row["naive"] = naive
+    if args.drift:
+        with fakes(users, args.drift, args.keycloak_latency_ms, args.target_latency_ms) as info:
+            drift = measure("full", info, 0)
+            drift["drifted_users"] = info["drifted_users"]
+            drift["writes_equal_planned"] = (
+                drift["target_writes"] == drift["planned_ops"] == drift["applied_ops"]
+            )
+            row["drift"] = drift
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.reconcile", description=__doc__)
+    parser.add_argument("--users", type=int, nargs="+", default=[10_000])
+    parser.add_argument("--drift", type=float, default=0.02, help="share of users drifted")
+    parser.add_argument("--naive-sample", type=int, default=10, help="0 skips the naive run")
+    parser.add_argument("--keycloak-latency-ms", type=float, default=5.0)
+    parser.add_argument("--target-latency-ms", type=float, default=20.0)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--child", choices=["full", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--sample", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        info = json.loads(sys.stdin.read())
+        result = child_full(info) if args.child == "full" else child_naive(info, args.sample)
+        print(json.dumps(result))
+        return 0
+    rows = []
+    for users in args.users:
+        row = run_size(args, users)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
