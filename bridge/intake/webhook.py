@@ -76,10 +76,11 @@ def webhook_router(
     """The router serving `POST /webhooks/keycloak`. `mode_provider` is asked on each request
     so a settings reload takes effect without rebuilding the app.
 
-    The sink is called on the event loop by default: a local SQLite commit is shorter than a
-    hop to the thread pool (measured: the hop more than halves throughput on one core), and
-    SQLite serialises writers anyway. A sink that waits on the network (PostgreSQL) should
-    pass `sink_in_thread=True` so concurrent requests can wait in parallel.
+    The sink is called on the event loop by default, which suits a sink that never waits.
+    A sink that waits, on an fsync (SQLite with `synchronous=FULL`) or on the network
+    (PostgreSQL), should pass `sink_in_thread=True`: concurrent requests then wait in
+    parallel and the store's group commit puts them in one transaction (bench/webhook.py:
+    905 durable events/s on SQLite instead of 145 on the event loop).
     """
     if not secret:
         raise ValueError("webhook_secret is empty: set JIT_BRIDGE_WEBHOOK_SECRET (or _FILE)")

@@ -12,7 +12,9 @@ Costs, so a full reconcile stays cheap on large realms (SPEC §1, §11):
   (name) or lookup (path), one children page per group that has subgroups, and one members
   page per group per page_size members. Role selectors add the listing of realm roles (and
   the client's roles), one composites request per composite role, and holders/groups pages.
-  Nothing is requested per user.
+  A group reached by several selectors (a department and its mapped subgroups) has its
+  members read once. Nothing is requested per user. Selectors are read `read_concurrency`
+  at a time (default 8), since a full reconcile's time is mostly waiting for answers.
 - `read_user`: the user, their groups (paged), effective realm roles, and effective client
   roles only for the clients that client-role selectors of `mapping` name.
 
@@ -25,8 +27,10 @@ that way is found by `read_user` but not by `read_all`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -50,6 +54,11 @@ class ReadStats:
     """Requests sent to Keycloak, for benchmarks and the status page."""
 
     requests: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self) -> None:
+        with self._lock:
+            self.requests += 1
 
 
 class _NotFoundError(Exception):
@@ -84,12 +93,14 @@ class KeycloakSource(IdentitySource):
         *,
         mapping: Mapping | None = None,
         page_size: int = 500,
+        read_concurrency: int = 8,
     ) -> None:
         self.server_url = server_url.rstrip("/")
         self.realm = realm
         self.client_id = client_id
         self.mapping = mapping
         self.page_size = page_size
+        self.read_concurrency = max(1, read_concurrency)
         self.stats = ReadStats()
         self._client_ids: dict[str, str | None] = {}
         connection = KeycloakOpenIDConnection(
@@ -109,7 +120,7 @@ class KeycloakSource(IdentitySource):
     def _get(self, path: str, **params: Any) -> Any:
         """GET a realm-relative admin path; translate every failure into SourceError."""
         where = f"GET {self.server_url}/{self._base}/{path}"
-        self.stats.requests += 1
+        self.stats.count()
         try:
             response = self._admin.connection.raw_get(f"{self._base}/{path}", **params)
         except KeycloakAuthenticationError as exc:
@@ -259,14 +270,15 @@ class KeycloakSource(IdentitySource):
         realm_roles: dict[str, set[str]] = {}
         client_roles: dict[str, dict[str, set[str]]] = {}
         unreadable: dict[str, str] = {}
-        for selector in sorted(mapping.selectors(), key=lambda s: s.raw):
-            try:
-                found = self._read_selector(selector)
-            except (_SelectorUnreadableError, SourceError) as exc:
-                unreadable[selector.raw] = str(exc)
-                continue
-            except _NotFoundError as exc:
-                unreadable[selector.raw] = f"disappeared while reading: {exc}"
+        selectors = sorted(mapping.selectors(), key=lambda s: s.raw)
+        members_of: dict[str, list[str]] = {}  # group id → member ids, for this read only
+        with ThreadPoolExecutor(self.read_concurrency, thread_name_prefix="keycloak") as pool:
+            outcomes = list(
+                pool.map(lambda s: self._read_selector_or_why(s, members_of), selectors)
+            )
+        for selector, found in zip(selectors, outcomes, strict=True):
+            if isinstance(found, str):
+                unreadable[selector.raw] = found
                 continue
             for user_id, paths in found.groups.items():
                 groups.setdefault(user_id, set()).update(paths)
@@ -289,14 +301,27 @@ class KeycloakSource(IdentitySource):
         ]
         return IdentityView(users=read, unreadable_groups=unreadable, complete=True)
 
-    def _read_selector(self, selector: GroupSelector) -> _Membership:
+    def _read_selector_or_why(
+        self, selector: GroupSelector, members_of: dict[str, list[str]]
+    ) -> _Membership | str:
+        """What the selector grants, or why it could not be read completely."""
+        try:
+            return self._read_selector(selector, members_of)
+        except (_SelectorUnreadableError, SourceError) as exc:
+            return str(exc)
+        except _NotFoundError as exc:
+            return f"disappeared while reading: {exc}"
+
+    def _read_selector(
+        self, selector: GroupSelector, members_of: dict[str, list[str]]
+    ) -> _Membership:
         found = _Membership(groups={}, realm_roles={}, client_roles={})
         if selector.kind in ("name", "path"):
             roots = self._groups_for(selector)
             for group in roots:
-                self._collect_members(group, found.groups)
+                self._collect_members(group, found.groups, members_of)
             return found
-        holders = self._role_holders(selector)
+        holders = self._role_holders(selector, members_of)
         for user_id in holders:
             if selector.kind == "realm_role":
                 found.realm_roles.setdefault(user_id, set()).add(selector.name)
@@ -328,18 +353,31 @@ class KeycloakSource(IdentitySource):
             raise _SelectorUnreadableError(f"no group named '{selector.name}' exists")
         return matches
 
-    def _collect_members(self, group: Json, into: dict[str, set[str]]) -> None:
-        """Direct members of `group` and of every descendant, with the path they are in."""
+    def _collect_members(
+        self, group: Json, into: dict[str, set[str]], members_of: dict[str, list[str]]
+    ) -> None:
+        """Direct members of `group` and of every descendant, with the path they are in.
+
+        `members_of` remembers each group's members for the rest of one bulk read, so a
+        group under several mapped selectors is read once (two threads may both read it;
+        both get the same answer)."""
         for group_ in self._subtree(group):
             path = str(group_["path"])
-            gid = quote(str(group_["id"]), safe="")
-            try:
-                for member in self._pages(f"groups/{gid}/members", briefRepresentation="true"):
-                    into.setdefault(str(member["id"]), set()).add(path)
-            except _NotFoundError:
-                raise _SelectorUnreadableError(
-                    f"group {path} disappeared while reading it"
-                ) from None
+            gid = str(group_["id"])
+            if gid not in members_of:
+                try:
+                    members_of[gid] = [
+                        str(member["id"])
+                        for member in self._pages(
+                            f"groups/{quote(gid, safe='')}/members", briefRepresentation="true"
+                        )
+                    ]
+                except _NotFoundError:
+                    raise _SelectorUnreadableError(
+                        f"group {path} disappeared while reading it"
+                    ) from None
+            for member_id in members_of[gid]:
+                into.setdefault(member_id, set()).add(path)
 
     def _subtree(self, group: Json) -> Iterator[Json]:
         yield group
@@ -355,7 +393,7 @@ class KeycloakSource(IdentitySource):
 
     # Roles
 
-    def _role_holders(self, selector: GroupSelector) -> set[str]:
+    def _role_holders(self, selector: GroupSelector, members_of: dict[str, list[str]]) -> set[str]:
         """Users holding the role directly, through groups, or through composites."""
         realm_roles = self._roles("roles")
         containers = [("roles", realm_roles)]
@@ -393,7 +431,7 @@ class KeycloakSource(IdentitySource):
             holders.update(str(u["id"]) for u in self._pages(f"{container}/{name}/users"))
             for group in self._pages(f"{container}/{name}/groups", briefRepresentation="true"):
                 members: dict[str, set[str]] = {}
-                self._collect_members(group, members)
+                self._collect_members(group, members, members_of)
                 holders.update(members)
         return holders
 
