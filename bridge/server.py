@@ -12,10 +12,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
 
 from bridge.health import Health
 from bridge.intake.events import TriggerKind
-from bridge.intake.webhook import webhook_router
+from bridge.intake.webhook import WebhookFastPath, webhook_handler
 from bridge.mapping import Mapping
 from bridge.mapping_file import MappingError, dump_mapping, parse_mapping
 from bridge.metrics import Metrics
@@ -82,20 +83,21 @@ class _WakingSink:
         return str(result)
 
 
-def create_app(ctx: ServiceContext) -> FastAPI:
+def create_app(ctx: ServiceContext) -> ASGIApp:
+    """The service's HTTP app. The webhook is served in front of FastAPI (WebhookFastPath),
+    the rest (health, metrics, admin API) by FastAPI."""
     app = FastAPI(title="jit-bridge", docs_url=None, redoc_url=None, openapi_url=None)
     secret = ctx.settings.secret("webhook_secret")
+    handler = None
     if secret:
-        app.include_router(
-            webhook_router(
-                _WakingSink(ctx.store, ctx.wake_workers),
-                secret=secret,
-                mode_provider=ctx.mode,
-                metrics=ctx.metrics,
-                # Off the event loop, concurrent deliveries share one commit (group commit
-                # in the store): 905 durable events/s instead of 145 (bench/README.md).
-                sink_in_thread=True,
-            )
+        handler = webhook_handler(
+            _WakingSink(ctx.store, ctx.wake_workers),
+            secret=secret,
+            mode_provider=ctx.mode,
+            metrics=ctx.metrics,
+            # Off the event loop, concurrent deliveries share one commit (group commit
+            # in the store): 905 durable events/s instead of 145 (bench/README.md).
+            sink_in_thread=True,
         )
     else:
         log.warning("webhook_secret is not set: POST /webhooks/keycloak is disabled")
@@ -123,7 +125,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(_admin_router(ctx), prefix="/api/v1")
-    return app
+    return app if handler is None else WebhookFastPath(app, handler)
 
 
 def _admin_router(ctx: ServiceContext) -> APIRouter:

@@ -22,7 +22,13 @@ from bridge.intake.signatures import (
     verify_jit_bridge_signature,
     verify_phasetwo_signature,
 )
-from bridge.intake.webhook import MAX_BODY_BYTES, WEBHOOK_PATH, webhook_router
+from bridge.intake.webhook import (
+    MAX_BODY_BYTES,
+    WEBHOOK_PATH,
+    WebhookFastPath,
+    webhook_handler,
+    webhook_router,
+)
 from bridge.model import Mode
 from tests.test_intake_events import (
     GROUP_ID,
@@ -205,24 +211,27 @@ class CountingMetrics:
 class Bridge:
     """The webhook mounted in an app, with its queue, clock, mode and metrics in reach."""
 
-    def __init__(self, *, sink_in_thread: bool = False) -> None:
+    def __init__(self, *, sink_in_thread: bool = False, fast_path: bool = False) -> None:
         self.queue = FakeQueue()
         self.clock = Clock()
         self.mode: Mode = "enhanced"
         self.metrics = CountingMetrics()
+        options: dict[str, Any] = {
+            "secret": SECRET,
+            "mode_provider": lambda: self.mode,
+            "clock": self.clock,
+            "metrics": self.metrics,
+            "sink_in_thread": sink_in_thread,
+        }
         app = FastAPI()
-        app.include_router(
-            webhook_router(
-                self.queue,
-                secret=SECRET,
-                mode_provider=lambda: self.mode,
-                clock=self.clock,
-                metrics=self.metrics,
-                sink_in_thread=sink_in_thread,
-            )
-        )
-        self.app = app
-        self.client = TestClient(app)
+        if fast_path:
+            # How the service mounts it: in front of FastAPI, which serves everything else.
+            app.get("/healthz")(lambda: {"status": "alive"})
+            self.app: Any = WebhookFastPath(app, webhook_handler(self.queue, **options))
+        else:
+            app.include_router(webhook_router(self.queue, **options))
+            self.app = app
+        self.client = TestClient(self.app)
 
     def post_listener(self, event: dict[str, Any], *, signed_at: float | None = None) -> Any:
         body = json.dumps(event, ensure_ascii=False).encode()
@@ -243,9 +252,20 @@ class Bridge:
         )
 
 
-@pytest.fixture(params=[False, True], ids=["sink-on-loop", "sink-in-thread"])
+@pytest.fixture(
+    params=[(False, False), (True, False), (True, True)],
+    ids=["sink-on-loop", "sink-in-thread", "fast-path"],
+)
 def bridge(request: pytest.FixtureRequest) -> Bridge:
-    return Bridge(sink_in_thread=request.param)
+    in_thread, fast_path = request.param
+    return Bridge(sink_in_thread=in_thread, fast_path=fast_path)
+
+
+def test_the_fast_path_leaves_every_other_request_to_the_app() -> None:
+    bridge = Bridge(sink_in_thread=True, fast_path=True)
+    assert bridge.client.get("/healthz").json() == {"status": "alive"}
+    assert bridge.client.get(WEBHOOK_PATH).status_code in (404, 405)
+    assert bridge.queue.entries == {}
 
 
 def test_a_signed_login_is_queued_before_the_202(bridge: Bridge) -> None:
