@@ -35,6 +35,9 @@ SECRET_FIELDS = (
     "webhook_secret",
     "admin_token",
 )
+#: Settings that can be read from a file (`JIT_BRIDGE_<NAME>_FILE`): the secrets, and the
+#: database URL, which carries the database password.
+FILE_FIELDS = (*SECRET_FIELDS, "database_url")
 
 
 class SettingsError(Exception):
@@ -194,7 +197,7 @@ class _SecretFileSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        for name in SECRET_FIELDS:
+        for name in FILE_FIELDS:
             path = os.environ.get(f"{ENV_PREFIX}{name.upper()}_FILE")
             if not path:
                 continue
@@ -225,7 +228,7 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
     if path is not None:
         from_file = _read_toml(path)
     env_names = {n for n in Settings.model_fields if f"{ENV_PREFIX}{n.upper()}" in os.environ} | {
-        n for n in SECRET_FIELDS if f"{ENV_PREFIX}{n.upper()}_FILE" in os.environ
+        n for n in FILE_FIELDS if f"{ENV_PREFIX}{n.upper()}_FILE" in os.environ
     }
     # The TOML file sits below the environment: keep only what the environment leaves unset.
     init = {k: v for k, v in from_file.items() if k not in env_names}

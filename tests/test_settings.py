@@ -125,3 +125,16 @@ def test_settings_flag_works_before_or_after_the_command(
     args = ["--settings", str(path), "config"] if before else ["config", "--settings", str(path)]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["mode"] == "enhanced"
+
+
+def test_database_url_from_file_is_masked_in_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url_file = tmp_path / "db"
+    url_file.write_text("postgresql://bridge:file-pass-value@db/bridge\n", encoding="utf-8")
+    monkeypatch.setenv("JIT_BRIDGE_DATABASE_URL_FILE", str(url_file))
+    assert load_settings().database_url == "postgresql://bridge:file-pass-value@db/bridge"
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "file-pass-value" not in out
+    assert json.loads(out)["database_url"] == "postgresql://bridge:**********@db/bridge"
