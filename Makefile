@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup keycloak provider lint test demo clean
+.PHONY: setup system keycloak provider lint test demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +14,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) keycloak provider
+setup: system $(STAMP) keycloak provider
+
+system:
+	bash deploy/system-packages.sh
 
 keycloak: $(STAMP)
 	$(PY) deploy/keycloak/keycloak.py fetch
 
-provider:
+provider: system
 	bash deploy/keycloak-provider/build.sh >/dev/null
 
 lint: $(STAMP)
