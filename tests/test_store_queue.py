@@ -86,12 +86,12 @@ def test_event_ids_kept_per_key_are_bounded_to_the_most_recent(store: Store) -> 
 
 
 def test_oldest_ready_key_is_claimed_first(store: Store, store_clock: FakeClock) -> None:
-    for key in ("id:1", "id:2", "all"):
+    for key in ("id:1", "id:2", "id:3"):
         store.enqueue(key, "reconcile")
         store_clock.advance(1)
     store.enqueue("id:1", "login")  # a merge does not make the key younger
 
-    assert [claim_ready(store, f"w{n}").key for n in range(3)] == ["id:1", "id:2", "all"]
+    assert [claim_ready(store, f"w{n}").key for n in range(3)] == ["id:1", "id:2", "id:3"]
 
 
 def test_a_batch_is_queued_merged_and_de_duplicated_like_single_enqueues(store: Store) -> None:
@@ -105,7 +105,10 @@ def test_a_batch_is_queued_merged_and_de_duplicated_like_single_enqueues(store: 
     )
 
     assert results == ["queued", "merged", "duplicate", "queued"]
-    assert {(item.key, item.trigger) for item in (claim_ready(store), claim_ready(store))} == {
+    first = claim_ready(store)
+    store.complete(first)  # a full reconcile never runs beside a user's
+    second = claim_ready(store)
+    assert {(item.key, item.trigger) for item in (first, second)} == {
         ("id:pia", "login"),
         ("all", "reconcile"),
     }
@@ -412,3 +415,50 @@ def test_a_url_that_is_not_supported_is_refused_without_its_password() -> None:
         Store.open("mysql://bridge:hunter2@db.example.com/bridge")
 
     assert "hunter2" not in str(refused.value)
+
+
+def test_a_full_reconcile_never_runs_beside_a_user_reconcile(
+    store: Store, store_clock: FakeClock
+) -> None:
+    store.enqueue("id:alice", "login")
+    store.enqueue("all", "reconcile")
+    store.enqueue("id:bob", "login")
+    alice = store.claim("w1")
+    assert alice is not None
+    assert alice.key == "id:alice"
+    # `all` is older than bob's entry but must wait for alice; bob may run beside alice.
+    bob = store.claim("w2")
+    assert bob is not None
+    assert bob.key == "id:bob"
+    assert store.claim("w3") is None
+    store.complete(alice)
+    assert store.claim("w3") is None
+    store.complete(bob)
+    everyone = store.claim("w3")
+    assert everyone is not None
+    assert everyone.key == "all"
+    # While everyone is being reconciled, no single user is.
+    store.enqueue("id:carol", "login")
+    assert store.claim("w1") is None
+    store.complete(everyone)
+    carol = store.claim("w1")
+    assert carol is not None
+    assert carol.key == "id:carol"
+
+
+def test_a_dead_workers_claim_stops_blocking_once_its_lease_runs_out(
+    store: Store, store_clock: FakeClock
+) -> None:
+    store.enqueue("id:alice", "login")
+    store.enqueue("all", "reconcile")
+    assert store.claim("w1", lease_seconds=10) is not None
+    assert store.claim("w2", lease_seconds=10) is None
+    store_clock.advance(11)
+    # The expired alice claim is retaken first (oldest), then `all` can follow it.
+    again = store.claim("w2", lease_seconds=10)
+    assert again is not None
+    assert again.key == "id:alice"
+    store.complete(again)
+    follow = store.claim("w2")
+    assert follow is not None
+    assert follow.key == "all"

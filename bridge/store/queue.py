@@ -239,10 +239,33 @@ def prune_seen_events(connection: Connection, now: float, retention: float) -> i
     return result.rowcount
 
 
+FULL_RECONCILE_KEY = "all"
+#: Serialises claims on PostgreSQL, so the exclusion below also holds between processes whose
+#: claims run at the same moment (on SQLite every write transaction is serial already).
+_CLAIM_LOCK = 0x6A697462  # "jitb"
+
+
 def _ready(now: float) -> ColumnElement[bool]:
-    return or_(
+    due = or_(
         and_(_q.pending, _q.claimed_by.is_(None), _q.not_before <= now),
         and_(_q.claimed_by.is_not(None), _q.lease_until < now),
+    )
+    return and_(due, ~_conflicting_claim(now))
+
+
+def _conflicting_claim(now: float) -> ColumnElement[bool]:
+    """A full reconcile touches every user: it never runs beside a per-user reconcile, in
+    this process or another, so one user is never reconciled by two workers at once."""
+    other = work_queue.alias("other")
+    return (
+        select(other.c.id)
+        .where(
+            other.c.id != _q.id,
+            other.c.claimed_by.is_not(None),
+            other.c.lease_until >= now,
+            or_(_q.key == FULL_RECONCILE_KEY, other.c.key == FULL_RECONCILE_KEY),
+        )
+        .exists()
     )
 
 
@@ -256,6 +279,8 @@ def claim(
     connection: Connection, now: float, worker_id: str, lease_seconds: float
 ) -> QueueItem | None:
     """Take the oldest ready key: waiting and due, or claimed by a worker whose lease ran out."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
     oldest_first = (func.coalesce(_q.work_enqueued_at, _q.enqueued_at), _q.id)
     statement = (
         select(work_queue)
