@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 SCHEDULER_LEASE = "scheduler"
 #: A reserved (RFC 2606) address no target holds: reading it is a harmless readiness probe.
-READINESS_PROBE_EMAIL = "readiness-probe@jit-bridge.invalid"
 LEADER_LEASE_TTL = 30.0
 """Seconds the scheduler lease lasts unrenewed: when its holder dies, another process runs the
 schedule and the event poller within this plus one renewal period. The holder renews it every
@@ -232,12 +231,7 @@ def _readiness_checks(source: IdentitySource, target: Target) -> dict[str, Any]:
     ping = getattr(source, "ping", None)
     if callable(ping):
         checks["keycloak"] = ping
-    target_ping = getattr(target, "ping", None)
-    if callable(target_ping):
-        checks["target"] = target_ping
-    else:
-        # No dedicated probe: a one-user read proves the target answers and takes our key.
-        checks["target"] = lambda: target.read_user_state(READINESS_PROBE_EMAIL)
+    checks["target"] = target.ping
     return checks
 
 

@@ -603,3 +603,12 @@ def test_a_custom_template_with_a_prefix() -> None:
 def test_an_ambiguous_or_broken_template_is_refused(template: str) -> None:
     with pytest.raises(TemplateError, match="template"):
         GroupNaming(template, "{team}/{case_group}:{role}")
+
+
+def test_ping_is_one_read_and_refuses_a_wrong_token(scim_server: ScimServer) -> None:
+    good = ScimTarget(scim_server.url, scim_server.token)
+    good.ping()
+    assert (good.stats.reads, good.stats.writes) == (1, 0)
+    bad = ScimTarget(scim_server.url, "wrong-token-value", sleep=lambda _seconds: None)
+    with pytest.raises(UnauthorizedError):
+        bad.ping()

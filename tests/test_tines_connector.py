@@ -493,3 +493,21 @@ def test_a_dry_run_target_reads_but_sends_no_write() -> None:
 
 def test_repr_never_shows_the_key() -> None:
     assert KEY not in repr(TinesTarget(TENANT, KEY))
+
+
+@responses.activate
+def test_ping_is_one_small_admin_users_read() -> None:
+    responses.get(
+        "https://tenant.example/api/v1/admin/users",
+        json={"admin/users": [], "meta": {"next_page_number": None}},
+    )
+    TinesTarget("https://tenant.example", "key").ping()
+    assert len(responses.calls) == 1
+    assert "per_page=1" in (responses.calls[0].request.url or "")
+
+
+@responses.activate
+def test_ping_with_a_wrong_key_is_unauthorised() -> None:
+    responses.get("https://tenant.example/api/v1/admin/users", status=401, json={"error": "no"})
+    with pytest.raises(UnauthorizedError):
+        TinesTarget("https://tenant.example", "key").ping()

@@ -80,6 +80,11 @@ class Target(ABC):
         """One user's view: that user (if any), every tenant owner, every team and case
         group, with only that user's memberships listed."""
 
+    @abstractmethod
+    def ping(self) -> None:
+        """One cheap read that proves the target answers and accepts our credentials; raises
+        the taxonomy's errors otherwise. Used by `/readyz`, so it must not page."""
+
     # -- writes ---------------------------------------------------------------------------
     @abstractmethod
     def create_user(

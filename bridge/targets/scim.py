@@ -125,6 +125,9 @@ class ScimTarget(Target):
         self._scim.close()
 
     # -- reads ----------------------------------------------------------------------------
+    def ping(self) -> None:
+        self._scim.query(User, SearchRequest(count=1))
+
     def read_state(self) -> TargetState:
         """Every user and every group, page by page: 2 + pages requests, whatever the size."""
         users = list(self._pages(User))

@@ -15,6 +15,9 @@ class SnapshotTarget(Target):
     def read_state(self) -> TargetState:
         return self._state
 
+    def ping(self) -> None:
+        """A snapshot is always there."""
+
     def read_user_state(self, email: str) -> TargetState:
         wanted = email.lower()
         users = [u for u in self._state.users if u.email.lower() == wanted or u.tenant_owner]

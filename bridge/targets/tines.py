@@ -101,6 +101,10 @@ class TinesTarget(Target):
         return f"TinesTarget({self.http.base_url!r}, dry_run={self.http.dry_run})"
 
     # -- reads ----------------------------------------------------------------------------
+    def ping(self) -> None:
+        # admin/users, not teams: it also proves the key is a tenant-owner key.
+        self.http.get(USERS, params={"per_page": 1})
+
     def read_state(self) -> TargetState:
         with ThreadPoolExecutor(self.read_concurrency, thread_name_prefix="tines") as pool:
             user_items = self._pages(USERS, USERS)
