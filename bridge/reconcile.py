@@ -194,7 +194,9 @@ class Reconciler:
         else:
 
             def audit_now(result: OpResult) -> None:
-                if run_id is not None:
+                # Operations never sent (the run stopped first) are planned again next time;
+                # the audit records what happened to access, so they are not in it.
+                if run_id is not None and result.outcome != "not_run":
                     self._audit(run_id, cause, [result])
 
             outcome = apply_operations(self.target, list(plan.operations), state, audit_now)

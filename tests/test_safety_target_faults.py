@@ -120,6 +120,27 @@ def test_5xx_beyond_the_retries_stops_the_run_and_a_rerun_converges(
     assert len(invites(fake)) == len(set(invites(fake))) == len(NEWCOMERS)
 
 
+def test_a_run_stopped_by_an_outage_audits_what_was_sent_and_nothing_more(
+    fake: TinesFake, tmp_path: Path
+) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    store.upgrade()
+    bridge = reconciler(fake, Waits())
+    bridge.store = store
+    fake.fail_next(5, status=503, path_prefix="teams/1/invite_member")
+    try:
+        report = bridge.sync_all("reconcile", triggered_by=[], requested_by="t")
+        assert report.status == "failed"
+        records = store.audit()
+        # the one call that failed is in the audit; the operations never sent are not
+        assert [(r.op, r.outcome) for r in records] == [("add_membership", "failed")]
+        assert "503" in (records[0].error or "")
+        [run] = store.list_runs()
+        assert run.status == "failed"
+    finally:
+        store.close()
+
+
 def test_connection_resets_are_retried_without_duplicates(fake: TinesFake) -> None:
     waits = Waits()
     fake.reset_connections(3)
