@@ -48,6 +48,7 @@ class OpResult:
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    error_type: str | None = None
 
 
 @dataclass
@@ -71,6 +72,13 @@ class _Change(TypedDict):
 
 class UnknownTargetObjectError(BadRequestError):
     """The plan names a team, case group or user the target does not have."""
+
+
+class UserAppearedError(AlreadyExistsError):
+    """The plan creates a user the target already has: someone created them after the read,
+    or the read believed a stale list. Acting on the plan could change a user it never saw
+    (in jit mode, an existing user must not be touched at all), so that user's operations
+    stop here and the reconciler plans them again from a fresh read."""
 
 
 class _Directory:
@@ -131,8 +139,12 @@ def apply_operations(
             if on_result is not None:
                 on_result(outcome)
 
+    appeared: set[str] = set()
     for index, op in enumerate(operations):
         change = _change_of(op)
+        if op.email.lower() in appeared:
+            settle(OpResult(op=op, outcome="not_run", error="re-planned: user already existed"))
+            continue
         try:
             _apply_one(target, directory, op)
         except (TransientError, UnauthorizedError) as exc:
@@ -145,6 +157,11 @@ def apply_operations(
             )
             result.stopped_by = exc
             return result
+        except UserAppearedError as exc:
+            appeared.add(op.email.lower())
+            settle(
+                OpResult(op=op, outcome="failed", error=str(exc), error_type="appeared", **change)
+            )
         except TargetError as exc:
             settle(OpResult(op=op, outcome="failed", error=str(exc), **change))
         else:
@@ -156,10 +173,11 @@ def _apply_one(target: Target, directory: _Directory, op: Operation) -> None:
     if isinstance(op, CreateUser):
         try:
             created = target.create_user(op.email, op.first_name, op.last_name, op.avatar_url)
-        except AlreadyExistsError:
-            # Someone (another worker, a person) created them meanwhile: adopt that user.
-            refreshed = target.read_user_state(op.email)
-            created = next(u for u in refreshed.users if u.email.lower() == op.email.lower())
+        except AlreadyExistsError as exc:
+            raise UserAppearedError(
+                f"{op.email} already exists in the target although the read this plan was made "
+                f"from did not show them ({exc}); their changes are planned again"
+            ) from exc
         directory.users[op.email.lower()] = created
         return
     user = directory.user(op.email)

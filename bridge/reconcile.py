@@ -138,7 +138,15 @@ class Reconciler:
         self, ref: UserRef, trigger: Trigger, *, triggered_by: list[str], requested_by: str
     ) -> RunReport:
         plan, state, unreadable = self._plan_user(ref, trigger)
-        return self._execute("user", plan, state, triggered_by, requested_by, unreadable)
+        report = self._execute("user", plan, state, triggered_by, requested_by, unreadable)
+        if not _appeared(report):
+            return report
+        # The user existed after all (created meanwhile, or a stale list of who exists): what
+        # was planned for a new user may be wrong for them, so plan again from a fresh read.
+        log.info("run %s: %s already existed; planning again", report.run_id, _appeared(report))
+        plan, state, unreadable = self._plan_user(ref, trigger)
+        cause = [report.run_id] if report.run_id else triggered_by
+        return self._execute("user", plan, state, cause, requested_by, unreadable)
 
     def sync_all(
         self,
@@ -240,6 +248,12 @@ class Reconciler:
                     error=result.error,
                 )
             )
+
+
+def _appeared(report: RunReport) -> list[str]:
+    return [
+        r.op.email for r in report.results if r.outcome == "failed" and r.error_type == "appeared"
+    ]
 
 
 def _status_of(plan: Plan, outcome: ApplyResult) -> RunStatus:

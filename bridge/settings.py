@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     target: Literal["tines", "scim"] = "tines"
     tines_url: str | None = None
     tines_api_key: SecretStr | None = None
+    #: How one Tines user is found: "auto" (by email, falling back to listing on an older
+    #: tenant), "email" or "list". See bridge/targets/tines.py.
+    tines_user_lookup: Literal["auto", "email", "list"] = "auto"
     scim_url: str | None = None
     scim_token: SecretStr | None = None
     scim_group_template: str = "{team}:{role}"

@@ -68,6 +68,7 @@ def build_target(settings: Settings, *, dry_run: bool = False) -> Target:
             dry_run=dry,
             verify_tls=settings.verify_tls,
             timeout=settings.request_timeout,
+            user_lookup=settings.tines_user_lookup,
         )
     if not settings.scim_url or not settings.secret("scim_token"):
         raise SettingsError(

@@ -19,7 +19,8 @@ from bridge.targets.base import (
     UnauthorizedError,
 )
 from bridge.targets.http import Backoff
-from bridge.targets.tines import TinesTarget, tines_http
+from bridge.targets.tines import TinesTarget, UserLookup, tines_http
+from bridge.targets.tines_users import KnownEmails
 
 TENANT = "https://tenant.example"
 API = TENANT + "/api/v1/"
@@ -27,11 +28,13 @@ KEY = "tines-key-abc"
 ALICE = TargetUser(id="17", email="alice@example.com")
 
 
-def target(**options: Any) -> TinesTarget:
+def target(
+    user_lookup: UserLookup = "auto", known_emails: KnownEmails | None = None, **options: Any
+) -> TinesTarget:
     http = tines_http(
         TENANT, KEY, sleep=lambda _: None, backoff=Backoff(jitter=0.0), max_retries=2, **options
     )
-    return TinesTarget(TENANT, KEY, http=http)
+    return TinesTarget(TENANT, KEY, http=http, user_lookup=user_lookup, known_emails=known_emails)
 
 
 def meta(page: int, pages: int) -> dict[str, Any]:
@@ -222,67 +225,215 @@ def stub_owners(owners: list[dict[str, Any]]) -> None:
     )
 
 
-@responses.activate
-def test_read_user_state_finds_the_user_by_email_and_keeps_only_their_memberships() -> None:
-    root = user_json(1, "root@example.com", admin=True)
-    stub_owners([root])
-    alice = user_json(
-        17,
-        "Alice@Example.com",
-        team_memberships=[{"team_id": 3, "team_name": "Analytics", "role": "EDITOR"}],
-    )
-    stub_users_pages(
-        [[root], [alice], [user_json(20, "late@example.com")]], include="team_memberships"
-    )
-    stub_teams(
-        [
-            {"id": 3, "name": "Analytics", "groups": [{"id": 9, "name": "Tier 1"}]},
-            {"id": 4, "name": "Incident Response", "groups": []},
-        ]
-    )
+def admin_users_calls() -> list[str]:
+    return [c.request.url or "" for c in responses.calls if "/admin/users" in (c.request.url or "")]
+
+
+ALICE_WITH_MEMBERSHIPS = user_json(
+    17,
+    "Alice@Example.com",
+    team_memberships=[{"team_id": 3, "team_name": "Analytics", "role": "EDITOR"}],
+)
+TEAMS = [
+    {"id": 3, "name": "Analytics", "groups": [{"id": 9, "name": "Tier 1"}]},
+    {"id": 4, "name": "Incident Response", "groups": []},
+]
+ALICE_TEAMS = [
+    Team(
+        id="3",
+        name="Analytics",
+        members=[Member(user_id="17", role="EDITOR")],
+        case_groups=[
+            CaseGroup(id="9", name="Tier 1", members=[Member(user_id="17", role="VIEWER")])
+        ],
+    ),
+    Team(id="4", name="Incident Response"),
+]
+
+
+def stub_tier_1_members() -> None:
     responses.get(
         API + "teams/9/members",
         json={"members": [member_json(1, "TEAM_ADMIN"), member_json(17, "VIEWER")]},
     )
 
+
+@responses.activate
+def test_read_user_state_gets_the_user_by_email_in_one_admin_users_call() -> None:
+    responses.get(
+        API + "admin/users/alice@example.COM",
+        match=[page_of(include="team_memberships")],
+        json=ALICE_WITH_MEMBERSHIPS,
+    )
+    stub_teams(TEAMS)
+    stub_tier_1_members()
+
     state = target().read_user_state("alice@example.COM")
 
-    assert [u.id for u in state.users] == ["17", "1"]
+    assert [u.id for u in state.users] == ["17"]
+    assert state.teams == ALICE_TEAMS
+    # one admin/users request: no listing, and no owner list for a user who is not an owner
+    assert len(admin_users_calls()) == 1
+
+
+@responses.activate
+def test_an_email_is_escaped_in_the_path() -> None:
+    responses.get(
+        API + "admin/users/a%2Fb%3Fc@example.com",
+        json=user_json(5, "a/b?c@example.com", team_memberships=[]),
+    )
+    stub_teams([])
+    state = target().read_user_state("a/b?c@example.com")
+    assert [u.id for u in state.users] == ["5"]
+
+
+@responses.activate
+def test_read_user_state_of_an_unknown_email_is_a_404_and_bare_teams() -> None:
+    responses.get(API + "admin/users/new@example.com", status=404, json={"error": "Not found"})
+    stub_teams([{"id": 3, "name": "Analytics", "groups": [{"id": 9, "name": "Tier 1"}]}])
+
+    state = target().read_user_state("new@example.com")
+
+    assert state.users == []
     assert state.teams == [
-        Team(
-            id="3",
-            name="Analytics",
-            members=[Member(user_id="17", role="EDITOR")],
-            case_groups=[
-                CaseGroup(id="9", name="Tier 1", members=[Member(user_id="17", role="VIEWER")])
-            ],
-        ),
-        Team(id="4", name="Incident Response"),
+        Team(id="3", name="Analytics", case_groups=[CaseGroup(id="9", name="Tier 1")])
     ]
+    assert len(admin_users_calls()) == 1
+    assert not any("/members" in (c.request.url or "") for c in responses.calls)
+
+
+@responses.activate
+def test_a_tenant_owner_comes_with_every_owner_for_the_last_owner_rule() -> None:
+    root = user_json(1, "root@example.com", admin=True)
+    responses.get(API + "admin/users/root@example.com", json={**root, "team_memberships": []})
+    stub_owners([root, user_json(2, "other-owner@example.com", admin=True)])
+    stub_teams([])
+    state = target().read_user_state("root@example.com")
+    assert [u.email for u in state.users] == ["other-owner@example.com", "root@example.com"]
+
+
+@responses.activate
+def test_listing_lookup_finds_the_user_by_email_and_keeps_only_their_memberships() -> None:
+    root = user_json(1, "root@example.com", admin=True)
+    stub_users_pages(
+        [[root], [ALICE_WITH_MEMBERSHIPS], [user_json(20, "late@example.com")]],
+        include="team_memberships",
+    )
+    stub_teams(TEAMS)
+    stub_tier_1_members()
+
+    state = target(user_lookup="list").read_user_state("alice@example.COM")
+
+    assert [u.id for u in state.users] == ["17"]
+    assert state.teams == ALICE_TEAMS
     # the listing stops at the page holding the user
     assert not any("page=3" in (c.request.url or "") for c in responses.calls)
 
 
 @responses.activate
-def test_read_user_state_of_an_unknown_email_lists_owners_and_bare_teams() -> None:
-    root = user_json(1, "root@example.com", admin=True)
-    stub_owners([root])
-    stub_users_pages([[root]], include="team_memberships")
-    stub_teams([{"id": 3, "name": "Analytics", "groups": [{"id": 9, "name": "Tier 1"}]}])
+def test_a_listing_that_reaches_the_end_remembers_who_exists() -> None:
+    stub_users_pages([[user_json(1, "root@example.com", admin=True)]], include="team_memberships")
+    stub_teams([])
+    tines = target(user_lookup="list")
 
-    state = target().read_user_state("new@example.com")
+    assert tines.read_user_state("new@example.com").users == []
+    assert tines.read_user_state("another-new@example.com").users == []
 
-    assert [u.email for u in state.users] == ["root@example.com"]
-    assert state.teams == [
-        Team(id="3", name="Analytics", case_groups=[CaseGroup(id="9", name="Tier 1")])
-    ]
-    assert not any("/members" in (c.request.url or "") for c in responses.calls)
+    # the second unknown email costs no admin/users request: the first search saw everyone
+    assert len(admin_users_calls()) == 1
+
+
+@responses.activate
+def test_after_a_full_read_a_first_login_costs_no_admin_users_read() -> None:
+    stub_users_pages([[user_json(1, "root@example.com", admin=True)]])
+    stub_teams([])
+    responses.get(API + "admin/users/root@example.com", json=user_json(1, "root@example.com"))
+    now = [0.0]
+    tines = target(known_emails=KnownEmails(max_age=600, clock=lambda: now[0]))
+    tines.read_state()
+    responses.calls.reset()
+
+    assert tines.read_user_state("new@example.com").users == []
+    assert admin_users_calls() == []
+    # an email the listing had is still looked up (its memberships are needed)
+    assert [u.id for u in tines.read_user_state("root@example.com").users] == ["1"]
+    assert len(admin_users_calls()) == 1
+
+    # past its age the listing proves nothing: ask Tines again
+    now[0] = 601
+    responses.get(API + "admin/users/new@example.com", status=404, json={"error": "Not found"})
+    assert tines.read_user_state("new@example.com").users == []
+    assert len(admin_users_calls()) == 2
+
+
+@responses.activate
+def test_auto_lookup_falls_back_to_listing_when_tines_refuses_an_email_for_an_id() -> None:
+    responses.get(
+        API + "admin/users/alice@example.com", status=400, json={"error": "id must be an integer"}
+    )
+    stub_users_pages([[ALICE_WITH_MEMBERSHIPS]], include="team_memberships")
+    stub_teams([])
+    tines = target()
+
+    assert [u.id for u in tines.read_user_state("alice@example.com").users] == ["17"]
+    assert tines.user_lookup == "list"
+    assert [u.id for u in tines.read_user_state("alice@example.com").users] == ["17"]
+    by_email = [u for u in admin_users_calls() if "/admin/users/" in u]
+    assert len(by_email) == 1  # not asked again
+
+
+@responses.activate
+def test_auto_lookup_falls_back_when_tines_answers_for_another_user() -> None:
+    responses.get(API + "admin/users/alice@example.com", json=user_json(1, "root@example.com"))
+    stub_users_pages([[ALICE_WITH_MEMBERSHIPS]], include="team_memberships")
+    stub_teams([])
+    tines = target()
+    assert [u.id for u in tines.read_user_state("alice@example.com").users] == ["17"]
+    assert tines.user_lookup == "list"
+
+
+@responses.activate
+def test_forced_email_lookup_reports_a_refusal_instead_of_listing() -> None:
+    responses.get(API + "admin/users/alice@example.com", status=400, json={"error": "bad id"})
+    with pytest.raises(BadRequestError, match="was refused"):
+        target(user_lookup="email").read_user_state("alice@example.com")
+    assert not any("page=" in u for u in admin_users_calls())
+
+
+@responses.activate
+def test_a_tenant_that_answers_404_to_every_email_is_noticed_at_the_first_taken_create() -> None:
+    # An older tenant: the lookup by email is a 404 even for a user it has.
+    responses.get(API + "admin/users/alice@example.com", status=404, json={"error": "Not found"})
+    responses.post(API + "admin/users", status=422, json={"error": "Email has already been taken"})
+    stub_users_pages([[ALICE_WITH_MEMBERSHIPS]], include="team_memberships")
+    stub_teams([])
+    tines = target()
+
+    assert tines.read_user_state("alice@example.com").users == []
+    with pytest.raises(AlreadyExistsError):
+        tines.create_user("alice@example.com", None, None, None)
+
+    assert tines.user_lookup == "list"
+    assert [u.id for u in tines.read_user_state("alice@example.com").users] == ["17"]
+
+
+@responses.activate
+def test_a_taken_create_after_a_real_404_keeps_the_email_lookup() -> None:
+    # A race: the user appeared between the lookup and the create. The lookup works.
+    responses.get(API + "admin/users/alice@example.com", status=404, json={"error": "Not found"})
+    responses.get(API + "admin/users/alice@example.com", json=ALICE_WITH_MEMBERSHIPS)
+    responses.post(API + "admin/users", status=422, json={"error": "Email has already been taken"})
+    stub_teams([])
+    tines = target()
+    assert tines.read_user_state("alice@example.com").users == []
+    with pytest.raises(AlreadyExistsError):
+        tines.create_user("alice@example.com", None, None, None)
+    assert tines.user_lookup == "auto"
 
 
 @responses.activate
 def test_read_user_state_reads_team_members_when_tines_omits_team_memberships() -> None:
-    stub_owners([])
-    stub_users_pages([[user_json(17, "alice@example.com")]], include="team_memberships")
+    responses.get(API + "admin/users/alice@example.com", json=user_json(17, "alice@example.com"))
     stub_teams([{"id": 3, "name": "Analytics", "groups": []}])
     responses.get(
         API + "teams/3/members",

@@ -19,7 +19,7 @@ from bridge.targets.base import (
     UnauthorizedError,
 )
 from bridge.targets.http import Backoff
-from bridge.targets.tines import TinesTarget, tines_http
+from bridge.targets.tines import TinesTarget, UserLookup, tines_http
 from tests.tines_fake import TinesFake
 
 SEED = TargetState(
@@ -90,15 +90,29 @@ def test_read_state_pages_through_large_lists(tines_fake: TinesFake) -> None:
     assert target.http.stats.reads == 7
 
 
-def test_read_user_state_holds_the_user_owners_and_their_memberships_only(
-    seeded: TinesFake,
+@pytest.mark.parametrize("lookup", ["email", "list"])
+def test_read_user_state_holds_the_user_and_their_memberships_only(
+    seeded: TinesFake, lookup: UserLookup
 ) -> None:
-    state = connect(seeded).read_user_state("ALICE@example.com")
-    assert [u.email for u in state.users] == ["alice@example.com", "root@example.com"]
+    target = connect(seeded)
+    target.user_lookup = lookup
+    state = target.read_user_state("ALICE@example.com")
+    assert [u.email for u in state.users] == ["alice@example.com"]
     analytics = state.teams[0]
     assert analytics.members == [Member(user_id="17", role="EDITOR")]
     assert analytics.case_groups[0].members == [Member(user_id="17", role="VIEWER")]
     assert state.teams[1] == Team(id="4", name="Incident Response")
+
+
+@pytest.mark.parametrize("lookup", ["email", "list"])
+def test_an_owner_s_read_holds_every_owner(seeded: TinesFake, lookup: UserLookup) -> None:
+    target = connect(seeded)
+    target.user_lookup = lookup
+    state = target.read_user_state("root@example.com")
+    assert [(u.email, u.tenant_owner) for u in state.users] == [("root@example.com", True)]
+    seeded.state.add_user("second-owner@example.com", admin=True)
+    state = target.read_user_state("root@example.com")
+    assert [u.email for u in state.users] == ["root@example.com", "second-owner@example.com"]
 
 
 @pytest.mark.parametrize("existing_member", ["update", "reject"])

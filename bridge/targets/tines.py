@@ -31,21 +31,29 @@ Assumptions about behaviour Tines does not document (reference/tines.md §4.3, �
   already matches, otherwise a role change.
 - **Removing a non-member** (404, or an error saying "not a member") counts as success.
 - **Avatars** are not part of Tines' user API; `create_user` ignores `avatar_url`.
-- **Finding one user by email.** `admin/users` has no documented email filter, so
-  `read_user_state` lists users (`include=team_memberships`, 500 per page) until the email
-  turns up: at most ⌈users/500⌉ requests against the 500/minute `admin/users` limit, and
-  all of them when the user does not exist yet. The user's team roles come from
-  `team_memberships` (or, should Tines leave it out, from each team's members, so a missing
-  field never hides a membership to remove); case-group roles from one `members` read per
-  case group (Tines allows at most 3 per team), made only when the user exists.
+- **Finding one user by email.** `GET admin/users/{email}?include=team_memberships`: Tines
+  documents that an email may stand in for the user id (tines.com API docs, "Users: Get",
+  2026). Older tenants may not accept it; `user_lookup="auto"` (the default) notices (a 400,
+  an answer for another user, or a 404 for an email that `POST admin/users` then calls taken)
+  and falls back for good to listing `admin/users` (500 per page) until the email turns up:
+  ⌈users/500⌉ requests. `"email"` and `"list"` force one way. Emails a fresh complete listing
+  lacks are taken as absent without a request (`bridge.targets.tines_users.KnownEmails`), so
+  a first login costs one `admin/users` call: the create. Tenant owners (`filter=TENANT_OWNER`)
+  are read only when the user is one, which is when the last-owner rule needs them.
+  The user's team roles come from `team_memberships` (or, should Tines leave it out, from
+  each team's members, so a missing field never hides a membership to remove); case-group
+  roles from one `members` read per case group (Tines allows at most 3 per team), made only
+  when the user exists.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain, islice
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 from bridge.model import CaseGroup, Member, TargetState, TargetUser, Team
 from bridge.targets.base import (
@@ -53,11 +61,17 @@ from bridge.targets.base import (
     BadRequestError,
     NotFoundError,
     Target,
+    TargetError,
 )
 from bridge.targets.http import HttpClient
+from bridge.targets.tines_users import KnownEmails
 
 PER_PAGE = 500
 USERS = "admin/users"
+
+UserLookup = Literal["auto", "email", "list"]
+
+log = logging.getLogger(__name__)
 
 
 def tines_http(base_url: str, api_key: str, **client_options: Any) -> HttpClient:
@@ -77,6 +91,7 @@ class TinesTarget(Target):
     then carries dry run, TLS and timeout itself and the keyword arguments here are unused.
     `read_state` sends up to `read_concurrency` reads at once (the user pages, which
     `admin/users`' 500/minute limit slows, alongside the teams' member lists).
+    `user_lookup` chooses how `read_user_state` finds one user (see the module docstring).
     """
 
     name = "tines"
@@ -91,8 +106,12 @@ class TinesTarget(Target):
         timeout: float = 30.0,
         http: HttpClient | None = None,
         read_concurrency: int = 4,
+        user_lookup: UserLookup = "auto",
+        known_emails: KnownEmails | None = None,
     ) -> None:
         self.read_concurrency = max(1, read_concurrency)
+        self.user_lookup: UserLookup = user_lookup
+        self.known = known_emails if known_emails is not None else KnownEmails()
         self.http = http or tines_http(
             base_url, api_key, timeout=timeout, verify_tls=verify_tls, dry_run=dry_run
         )
@@ -123,18 +142,19 @@ class TinesTarget(Target):
             teams = [
                 _team_with(raw, members[str(raw["id"])], members.__getitem__) for raw in raw_teams
             ]
+            self.known.replace(u.email for u in read_users)
             return TargetState(users=read_users, teams=teams)
 
     def read_user_state(self, email: str) -> TargetState:
-        owners = {u.id: u for u in map(_user, self._pages(USERS, USERS, filter="TENANT_OWNER"))}
-        found = self._find_user(email)
+        found = None if self.known.absent(email) else self._find_user(email)
         teams = self._teams()
         if found is None:
-            return TargetState(
-                users=sorted(owners.values(), key=lambda u: u.email.lower()),
-                teams=[_team_with(raw, [], lambda group_id: []) for raw in teams],
-            )
+            return TargetState(teams=[_team_with(raw, [], lambda group_id: []) for raw in teams])
         user, raw_user = found
+        owners: dict[str, TargetUser] = {}
+        if user.tenant_owner:
+            # The last-owner rule needs every owner only when this user is one.
+            owners = {u.id: u for u in map(_user, self._pages(USERS, USERS, filter="TENANT_OWNER"))}
         owners[user.id] = user
 
         def only(members: list[Member]) -> list[Member]:
@@ -167,7 +187,15 @@ class TinesTarget(Target):
         avatar_url: str | None,
     ) -> TargetUser:
         body = _without_none({"email": email, "first_name": first_name, "last_name": last_name})
-        return _user(self.http.post(USERS, json=body))
+        try:
+            created = _user(self.http.post(USERS, json=body))
+        except AlreadyExistsError:
+            self.known.add(email)
+            if self.user_lookup == "auto":
+                self._check_lookup_after_conflict(email)
+            raise
+        self.known.add(created.email)
+        return created
 
     def update_user(
         self,
@@ -267,11 +295,69 @@ class TinesTarget(Target):
         return list(self._pages("teams", "teams", scope="standard"))
 
     def _find_user(self, email: str) -> tuple[TargetUser, dict[str, Any]] | None:
-        wanted = email.strip().lower()
-        for raw in self._pages(USERS, USERS, include="team_memberships"):
-            if str(raw.get("email", "")).lower() == wanted:
+        if self.user_lookup != "list":
+            try:
+                raw = self._by_email(email)
+            except _LookupUnsupportedError as error:
+                if self.user_lookup == "email":
+                    raise BadRequestError(str(error)) from error
+                self._fall_back_to_listing(str(error))
+            else:
+                if raw is None:
+                    self.known.discard(email)
+                    return None
                 return _user(raw), raw
+        return self._search_listing(email)
+
+    def _by_email(self, email: str) -> dict[str, Any] | None:
+        """`GET admin/users/{email}`: the user, or None on a 404."""
+        try:
+            raw = self.http.get(
+                f"{USERS}/{quote(email.strip(), safe='@+')}",
+                params={"include": "team_memberships"},
+            )
+        except NotFoundError:
+            return None
+        except BadRequestError as error:
+            raise _LookupUnsupportedError(f"{USERS}/{{email}} was refused: {error}") from error
+        if not isinstance(raw, dict) or str(raw.get("email", "")).lower() != email.strip().lower():
+            raise _LookupUnsupportedError(f"{USERS}/{{email}} answered for another user")
+        return raw
+
+    def _search_listing(self, email: str) -> tuple[TargetUser, dict[str, Any]] | None:
+        """Page through `admin/users` until the email turns up; a search that reaches the
+        last page has seen every email, which `known` keeps for later misses."""
+        wanted = email.strip().lower()
+        seen: list[str] = []
+        for raw in self._pages(USERS, USERS, include="team_memberships"):
+            address = str(raw.get("email", ""))
+            if address.lower() == wanted:
+                self.known.add(address)
+                return _user(raw), raw
+            seen.append(address)
+        self.known.replace(seen)
         return None
+
+    def _check_lookup_after_conflict(self, email: str) -> None:
+        """The email is taken although the read before the plan did not find it: a race, a
+        stale `known`, or a tenant that answers 404 to every lookup by email. Ask once."""
+        try:
+            if self._by_email(email) is None:
+                self._fall_back_to_listing(f"a lookup of {email} says 404, yet it is taken")
+        except _LookupUnsupportedError as error:
+            self._fall_back_to_listing(str(error))
+        except TargetError as error:
+            log.info("could not check how Tines looks up %s: %s", email, error)
+
+    def _fall_back_to_listing(self, why: str) -> None:
+        if self.user_lookup != "list":
+            log.warning(
+                "Tines does not look users up by email here (%s); finding users by listing "
+                '%s from now on (set tines_user_lookup = "list" to start that way)',
+                why,
+                USERS,
+            )
+            self.user_lookup = "list"
 
     def _pages(self, path: str, key: str, **params: str) -> Iterator[dict[str, Any]]:
         """Every item of a paginated list. Follows `meta.next_page_number` (or `next_page`)
@@ -295,6 +381,10 @@ class TinesTarget(Target):
             if next_page is None:
                 return
             page = next_page
+
+
+class _LookupUnsupportedError(Exception):
+    """The tenant does not answer `GET admin/users/{email}` as documented."""
 
 
 def _next_page(meta: Any, page: int) -> int | None:

@@ -1,7 +1,8 @@
 """An in-memory Tines tenant speaking the REST API of reference/tines.md §4.
 
 Only what the bridge calls, shaped exactly as documented: `admin/users` (list with
-`filter=TENANT_OWNER` and `include=team_memberships`, get, create, update, delete), `teams`
+`filter=TENANT_OWNER` and `include=team_memberships`, get by id or by email, create, update,
+delete), `teams`
 (list with `scope`, create, get, update, delete; a case-group id works wherever a team id
 does), `teams/{id}/members`, `invite_member`, `remove_member`. Lists page with `page` and
 `per_page` (default 20, at most 500) and carry `meta`.
@@ -11,6 +12,9 @@ Where Tines is silent the fake chooses, and the choice is an option so tests cov
 - `existing_member="update"` (default): `invite_member` for a member changes their role and
   answers 200 with the member. `"reject"`: it answers 422 `{"error": "User is already a member
   of this team"}`, even with the same role.
+- `email_lookup=True` (default): `GET admin/users/{email}` finds a user by email, as Tines'
+  "Users: Get" page documents. `False` plays an older tenant that only knows ids and answers
+  404 for an email, as it would for any id it does not have.
 - Removing a non-member answers 404 `{"error": "User is not a member of this team"}`.
 - Error bodies are Rails-style `{"error": "..."}`; a taken email is a 422 saying "has already
   been taken". Rate limiting (when injected) is a 429 with an optional `Retry-After`.
@@ -33,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from bridge.model import CaseGroup, Member, TargetState, TargetUser, Team
 
@@ -231,12 +235,18 @@ class TinesFake:
     `port`); `url` is the tenant base URL to hand to `TinesTarget`."""
 
     def __init__(
-        self, api_key: str = "fake-tines-key", *, existing_member: str = "update", port: int = 0
+        self,
+        api_key: str = "fake-tines-key",
+        *,
+        existing_member: str = "update",
+        email_lookup: bool = True,
+        port: int = 0,
     ) -> None:
         if existing_member not in ("update", "reject"):
             raise ValueError("existing_member must be 'update' or 'reject'")
         self.api_key = api_key
         self.existing_member = existing_member
+        self.email_lookup = email_lookup
         self.state = FakeState()
         self.requests: list[LoggedRequest] = []
         self._faults: list[_Fault] = []
@@ -334,7 +344,7 @@ class _Api:
         routes: dict[tuple[str, ...], Callable[..., Json]] = {
             ("GET", "admin", "users"): self.list_users,
             ("POST", "admin", "users"): self.create_user,
-            ("GET", "admin", "users", "*"): self.get_user,
+            ("GET", "admin", "users", "@"): self.get_user,
             ("PUT", "admin", "users", "*"): self.update_user,
             ("DELETE", "admin", "users", "*"): self.delete_user,
             ("GET", "teams"): self.list_teams,
@@ -348,7 +358,11 @@ class _Api:
         }
         for pattern, handler in routes.items():
             if pattern[0] == method and _path_matches(pattern[1:], parts):
-                ids = [int(p) for p, want in zip(parts, pattern[1:], strict=True) if want == "*"]
+                ids = [
+                    int(p) if want == "*" else unquote(p)
+                    for p, want in zip(parts, pattern[1:], strict=True)
+                    if want in ("*", "@")
+                ]
                 return handler(*ids, body) if method in ("POST", "PUT") else handler(*ids)
         raise FakeError(404, f"No route matches {method} /{'/'.join(parts)}")
 
@@ -357,18 +371,27 @@ class _Api:
         users = sorted(self.state.users.values(), key=lambda u: u.id)
         if self.query.get("filter") == "TENANT_OWNER":
             users = [u for u in users if u.admin]
-        items = [u.as_json() for u in users]
-        if self.query.get("include") == "team_memberships":
-            for item in items:
-                item["team_memberships"] = [
-                    {"team_id": t.id, "team_name": t.name, "role": t.members[item["id"]]}
-                    for t in self.state._teams("all")
-                    if item["id"] in t.members
-                ]
-        return self._page("admin/users", "admin/users", items)
+        return self._page("admin/users", "admin/users", [self._user_json(u) for u in users])
 
-    def get_user(self, user_id: int) -> Json:
-        return self._user(user_id).as_json()
+    def get_user(self, ref: str) -> Json:
+        """By id, or by email where the tenant accepts one in its place."""
+        if ref.isdigit():
+            return self._user_json(self._user(int(ref)))
+        wanted = ref.lower()
+        found = next((u for u in self.state.users.values() if u.email.lower() == wanted), None)
+        if found is None or not self.fake.email_lookup:
+            raise FakeError(404, f"User {ref} not found")
+        return self._user_json(found)
+
+    def _user_json(self, user: _User) -> Json:
+        item = user.as_json()
+        if self.query.get("include") == "team_memberships":
+            item["team_memberships"] = [
+                {"team_id": t.id, "team_name": t.name, "role": t.members[user.id]}
+                for t in self.state._teams("all")
+                if user.id in t.members
+            ]
+        return item
 
     def create_user(self, body: Json) -> Json:
         fields = _fields(
@@ -602,7 +625,7 @@ def _path_matches(pattern: tuple[str, ...], parts: list[str]) -> bool:
     if len(pattern) != len(parts):
         return False
     return all(
-        want in (got, "*") and (want != "*" or got.isdigit())
+        want in (got, "*", "@") and (want != "*" or got.isdigit()) and (want != "@" or got != "")
         for want, got in zip(pattern, parts, strict=True)
     )
 
