@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 SCHEDULER_LEASE = "scheduler"
 #: A reserved (RFC 2606) address no target holds: reading it is a harmless readiness probe.
 LEADER_LEASE_TTL = 30.0
+#: How often each process refreshes its target's caches (Tines: which emails exist).
+CACHE_REFRESH_SECONDS = 900.0
 """Seconds the scheduler lease lasts unrenewed: when its holder dies, another process runs the
 schedule and the event poller within this plus one renewal period. The holder renews it every
 third of it, so two missed renewals (a slow database) do not yet cost the lease."""
@@ -146,6 +148,16 @@ class Service:
                 max_instances=1,
                 coalesce=True,
             )
+        # Every process, not only the leader: each keeps its own target and caches.
+        self.scheduler.add_job(
+            self._refresh_target_caches,
+            "interval",
+            seconds=CACHE_REFRESH_SECONDS,
+            id="target-caches",
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+        )
         if s.poll_events and self.poller is not None:
             self.scheduler.add_job(
                 self._poll,
@@ -155,7 +167,7 @@ class Service:
                 max_instances=1,
                 coalesce=True,
             )
-        if self.scheduler.get_jobs():
+        if any(job.id != "target-caches" for job in self.scheduler.get_jobs()):
             # Renewed on its own timer, more often than it expires and independent of the
             # jobs' intervals: renewing only when a job fires would let the lease lapse
             # between fires (a 900 s schedule against a 30 s lease), and every process
@@ -180,6 +192,12 @@ class Service:
         self.target.close()
         self.source.close()
         self.store.close()
+
+    def _refresh_target_caches(self) -> None:
+        try:
+            self.target.refresh_caches()
+        except Exception as exc:  # a cache only saves reads: without it, reads are made
+            log.warning("cannot refresh the target's caches (%s); reading as needed", exc)
 
     def _renew_leadership(self) -> None:
         """Take or renew the scheduler lease. Leadership counts from before the request, on

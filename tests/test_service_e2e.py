@@ -99,6 +99,15 @@ def ops_of(records: list[dict[str, Any]]) -> list[tuple[str, str | None, str]]:
     return sorted((r["op"], r["team"], r["outcome"]) for r in records)
 
 
+def admin_users_reads(fake: TinesFake) -> list[str]:
+    """GETs on admin/users other than readiness probes (`per_page=1`)."""
+    return [
+        r.path
+        for r in fake.requests
+        if r.method == "GET" and "/admin/users" in r.path and r.query.get("per_page") != "1"
+    ]
+
+
 # ------------------------------------------------------------------------------------------
 # 1. jit mode through the listener webhook
 
@@ -120,12 +129,18 @@ def test_jit_login_creates_user_with_team_and_role_once(
     )
     keycloak_sandbox.create_group("/Analysts")
     username, email = new_user(keycloak_sandbox, "jit", analysts)
+    # At start the bridge lists Tines' users once, so first logins need not look them up.
+    bridge.wait_until(lambda: admin_users_reads(tines_fake), what="the bridge's user listing")
+    tines_fake.clear_log()
 
     login(keycloak, username)
 
     assert bridge.wait_until(lambda: memberships(tines_fake, email), what="the user in Tines") == {
         "Analytics": "EDITOR"
     }
+    # One request against admin/users' 500/minute limit: the create.
+    assert admin_users_reads(tines_fake) == []
+    assert [r.method for r in tines_fake.requests if r.path.endswith("/admin/users")] == ["POST"]
     bridge.wait_until(lambda: len(bridge.audit(email)) == 2, what="two audit records")
     created = bridge.audit(email)
     assert ops_of(created) == [

@@ -367,6 +367,18 @@ def test_after_a_full_read_a_first_login_costs_no_admin_users_read() -> None:
 
 
 @responses.activate
+def test_refresh_caches_lists_every_email_so_a_first_login_needs_no_read() -> None:
+    stub_users_pages([[user_json(1, "root@example.com")], [user_json(2, "bob@example.com")]])
+    stub_teams([])
+    tines = target()
+    tines.refresh_caches()
+    assert len(admin_users_calls()) == 2  # one request per 500 users
+    responses.calls.reset()
+    assert tines.read_user_state("new@example.com").users == []
+    assert admin_users_calls() == []
+
+
+@responses.activate
 def test_auto_lookup_falls_back_to_listing_when_tines_refuses_an_email_for_an_id() -> None:
     responses.get(
         API + "admin/users/alice@example.com", status=400, json={"error": "id must be an integer"}

@@ -125,5 +125,10 @@ class Target(ABC):
     def remove_membership(self, user: TargetUser, team_id: str, case_group_id: str | None) -> None:
         """Remove the user from the team (or case group). Not a member is not an error."""
 
+    def refresh_caches(self) -> None:  # noqa: B027 - optional hook, most targets keep nothing
+        """Refresh what the target keeps between reads to make per-user reads cheaper. The
+        service calls it at start and every `bridge.service.CACHE_REFRESH_SECONDS`. Skipping
+        it costs reads, never correctness: no write is decided on a cache alone."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, most targets hold nothing
         """Release connections."""

@@ -125,6 +125,7 @@ class TinesTarget(Target):
         self.http.get(USERS, params={"per_page": 1})
 
     def read_state(self) -> TargetState:
+        started = self.known.begin_listing()
         with ThreadPoolExecutor(self.read_concurrency, thread_name_prefix="tines") as pool:
             user_items = self._pages(USERS, USERS)
             # The first request goes alone, so a bad key or a dead tenant fails at once.
@@ -142,8 +143,15 @@ class TinesTarget(Target):
             teams = [
                 _team_with(raw, members[str(raw["id"])], members.__getitem__) for raw in raw_teams
             ]
-            self.known.replace(u.email for u in read_users)
+            self.known.replace((u.email for u in read_users), started)
             return TargetState(users=read_users, teams=teams)
+
+    def refresh_caches(self) -> None:
+        """List every email (no memberships), so a first login needs no read to learn the
+        user is new. ⌈users/500⌉ `admin/users` requests; the service runs it every 15 min."""
+        started = self.known.begin_listing()
+        emails = [str(raw.get("email", "")) for raw in self._pages(USERS, USERS)]
+        self.known.replace(emails, started)
 
     def read_user_state(self, email: str) -> TargetState:
         found = None if self.known.absent(email) else self._find_user(email)
@@ -329,13 +337,14 @@ class TinesTarget(Target):
         last page has seen every email, which `known` keeps for later misses."""
         wanted = email.strip().lower()
         seen: list[str] = []
+        started = self.known.begin_listing()
         for raw in self._pages(USERS, USERS, include="team_memberships"):
             address = str(raw.get("email", ""))
             if address.lower() == wanted:
                 self.known.add(address)
                 return _user(raw), raw
             seen.append(address)
-        self.known.replace(seen)
+        self.known.replace(seen, started)
         return None
 
     def _check_lookup_after_conflict(self, email: str) -> None:

@@ -33,18 +33,29 @@ class KnownEmails:
         self._clock = clock
         self._lock = threading.Lock()
         self._emails: set[str] = set()
+        self._added: dict[str, float] = {}  # learnt since the last listing, and when
         self._listed_at: float | None = None
 
-    def replace(self, emails: Iterable[str]) -> None:
-        """Every email of the tenant, from a listing that has just reached its last page."""
+    def begin_listing(self) -> float:
+        """Call before the first page of a complete listing; pass the result to `replace`."""
+        return self._clock()
+
+    def replace(self, emails: Iterable[str], started_at: float) -> None:
+        """Every email of the tenant, from a listing begun at `started_at` that has just
+        read its last page. Users learnt of while it ran are kept: a page read before one
+        was created does not show them. The listing counts from when it began."""
         fresh = {e.strip().lower() for e in emails}
         with self._lock:
+            fresh.update(e for e, at in self._added.items() if at >= started_at)
+            self._added = {e: at for e, at in self._added.items() if at >= started_at}
             self._emails = fresh
-            self._listed_at = self._clock()
+            self._listed_at = started_at
 
     def add(self, email: str) -> None:
+        address = email.strip().lower()
         with self._lock:
-            self._emails.add(email.strip().lower())
+            self._emails.add(address)
+            self._added[address] = self._clock()
 
     def discard(self, email: str) -> None:
         with self._lock:
@@ -61,6 +72,7 @@ class KnownEmails:
         """Trust nothing until the next complete listing."""
         with self._lock:
             self._emails = set()
+            self._added = {}
             self._listed_at = None
 
     def __len__(self) -> int:
