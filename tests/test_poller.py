@@ -29,6 +29,7 @@ REALM = "demo"
 NOW_MS = 1_767_225_600_000
 MINUTE = 60_000
 DAY = 86_400_000
+LOOKBACK = 10_000  # the poller's default look-back, ms
 
 
 @dataclass
@@ -178,7 +179,7 @@ def test_first_start_reads_only_the_catch_up_window(
     result = harness.poller.poll_once()
 
     assert store.user_requests[0] == {
-        "dateFrom": str(NOW_MS - 10 * MINUTE),
+        "dateFrom": str(NOW_MS - 10 * MINUTE - LOOKBACK),
         "direction": "asc",
         "first": "0",
         "max": "2",
@@ -187,7 +188,7 @@ def test_first_start_reads_only_the_catch_up_window(
     assert (result.events_read, result.triggers_queued) == (1, 1)
     assert harness.cursor() == {
         "time_ms": NOW_MS - 9 * MINUTE,
-        "ids": ["new"],
+        "seen": {"new": NOW_MS - 9 * MINUTE},
         "checked_ms": NOW_MS,
     }
 
@@ -220,16 +221,50 @@ def test_events_sharing_the_cursor_millisecond_are_not_queued_twice(
     t = NOW_MS - MINUTE
     store.user_events = [login("a", t, "u-a"), login("b", t, "u-b")]
     harness.poller.poll_once()
-    assert harness.cursor() == {"time_ms": t, "ids": ["a", "b"], "checked_ms": NOW_MS}
+    assert harness.cursor() == {"time_ms": t, "seen": {"a": t, "b": t}, "checked_ms": NOW_MS}
 
     store.user_events.append(login("c", t, "u-c"))  # committed late, same millisecond
     harness.now_ms += 5000
     result = harness.poller.poll_once()
 
-    assert store.user_requests[-1]["dateFrom"] == str(t)
+    assert store.user_requests[-1]["dateFrom"] == str(t - LOOKBACK)
     assert harness.queued_keys() == ["id:u-a", "id:u-b", "id:u-c"]
     assert (result.events_read, result.duplicates, result.triggers_queued) == (3, 2, 1)
-    assert harness.cursor()["ids"] == ["a", "b", "c"]  # type: ignore[index]
+    assert harness.cursor()["seen"] == {"a": t, "b": t, "c": t}  # type: ignore[index]
+
+
+def test_an_event_committed_after_a_later_one_was_read_is_still_queued(
+    harness: Harness, store: KeycloakEventStore
+) -> None:
+    # Two concurrent logins: b (stamped later) commits first and is read; a commits after.
+    t = NOW_MS - 3000
+    store.user_events = [login("b", t + 40, "u-b")]
+    harness.poller.poll_once()
+    store.user_events.append(login("a", t, "u-a"))
+    harness.now_ms += 1000
+
+    result = harness.poller.poll_once()
+
+    assert harness.queued_keys() == ["id:u-b", "id:u-a"]
+    assert (result.duplicates, result.triggers_queued) == (1, 1)
+    # the newest time handled does not go back
+    assert harness.cursor()["time_ms"] == t + 40  # type: ignore[index]
+
+
+def test_the_look_back_window_bounds_what_is_re_read_and_remembered(
+    harness: Harness, store: KeycloakEventStore
+) -> None:
+    t = NOW_MS - MINUTE
+    store.user_events = [login("old", t, "u-old"), login("new", t + LOOKBACK + 1, "u-new")]
+    harness.poller.poll_once()
+    assert harness.cursor()["seen"] == {"new": t + LOOKBACK + 1}  # type: ignore[index]
+
+    harness.now_ms += 1000
+    result = harness.poller.poll_once()
+
+    assert store.user_requests[-1]["dateFrom"] == str(t + 1)
+    assert (result.events_read, result.duplicates, result.triggers_queued) == (1, 1, 0)
+    assert harness.queued_keys() == ["id:u-old", "id:u-new"]
 
 
 def test_events_without_ids_are_told_apart_by_time_type_user_and_session(
@@ -274,7 +309,11 @@ def test_a_failing_page_keeps_the_cursor_at_the_last_complete_page(
     failed = harness.poller.poll_once()
 
     assert harness.queued_keys() == ["id:u0", "id:u1"]
-    assert harness.cursor() == {"time_ms": NOW_MS - MINUTE + 1, "ids": ["e1"], "checked_ms": None}
+    assert harness.cursor() == {
+        "time_ms": NOW_MS - MINUTE + 1,
+        "seen": {"e0": NOW_MS - MINUTE, "e1": NOW_MS - MINUTE + 1},
+        "checked_ms": None,
+    }
     assert "user events" in failed.errors[0]
 
     store.failing_offsets = set()
@@ -299,7 +338,7 @@ def test_catch_up_after_downtime_reads_everything_stored_since(
 
     result = harness.poller.poll_once()
 
-    assert store.user_requests[0]["dateFrom"] == str(NOW_MS - 2 * DAY)
+    assert store.user_requests[0]["dateFrom"] == str(NOW_MS - 2 * DAY - LOOKBACK)
     assert harness.queued_keys() == ["id:u0", "id:u1", "id:u2"]
     assert (result.gap_detected, result.duplicates) == (False, 1)
 

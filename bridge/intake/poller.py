@@ -3,8 +3,13 @@
 Keycloak keeps user events (`/events`) and admin events (`/admin-events`) when the realm
 stores them. The poller reads them in ascending time from a durable cursor per stream:
 
-- `dateFrom` (epoch ms) is inclusive and several events share a millisecond, so the cursor
-  keeps the ids already handled at its millisecond and skips them when they come back.
+- An event's time is set when Keycloak records it, before its transaction commits, so under
+  concurrent logins an event can become visible after a later-stamped one was already read.
+  Each poll therefore reads from `lookback_s` (default 10 s) before the newest event handled,
+  and the cursor keeps the keys of the events handled in that window to skip them when they
+  come back (this also covers several events sharing a millisecond; `dateFrom` is inclusive).
+  An event committed more than `lookback_s` after its time would still be missed; the next
+  login (jit) or full reconcile (enhanced) heals it.
 - The cursor moves only after a page's triggers are durably queued: a crash replays events
   (the queue de-duplicates by event id), it never skips them.
 - With no cursor yet, the poller starts `catch_up_s` (default 10 minutes) before now. Older
@@ -43,6 +48,7 @@ log = logging.getLogger(__name__)
 
 StreamName = Literal["user", "admin"]
 DEFAULT_CATCH_UP_S = 600.0
+DEFAULT_LOOKBACK_S = 10.0
 # Only after this long without a complete read can events have expired unseen; checking
 # the realm's expiration setting on every poll would cost a request each time.
 _GAP_CHECK_AFTER_MS = 60_000
@@ -123,33 +129,39 @@ class _Tally:
 
 @dataclass
 class _Cursor:
-    """The last millisecond handled, the event keys handled at exactly that millisecond, and
-    when a poll last read the stream to its end (to tell downtime from a quiet realm)."""
+    """The newest event time handled, the keys (with times) of the events handled within the
+    look-back window before it, and when a poll last read the stream to its end (to tell
+    downtime from a quiet realm)."""
 
     time_ms: int
-    ids: set[str]
+    seen: dict[str, int]
     checked_ms: int | None
 
     @classmethod
     def load(cls, value: dict[str, Any]) -> _Cursor:
-        time_ms, ids, checked = value.get("time_ms"), value.get("ids", []), value.get("checked_ms")
-        if not isinstance(time_ms, int) or not isinstance(ids, list):
-            raise ValueError("stored cursor is not {'time_ms': int, 'ids': [...]}; reset it")
-        return cls(time_ms, {str(i) for i in ids}, checked if isinstance(checked, int) else None)
+        time_ms, checked = value.get("time_ms"), value.get("checked_ms")
+        seen, ids = value.get("seen", {}), value.get("ids", [])  # `ids`: before look-back
+        if not isinstance(time_ms, int) or not isinstance(seen, dict) or not isinstance(ids, list):
+            raise ValueError("stored cursor is not {'time_ms': int, 'seen': {...}}; reset it")
+        keys = {str(k): int(t) for k, t in seen.items()} | {str(i): time_ms for i in ids}
+        return cls(time_ms, keys, checked if isinstance(checked, int) else None)
 
     def dump(self) -> dict[str, Any]:
-        return {"time_ms": self.time_ms, "ids": sorted(self.ids), "checked_ms": self.checked_ms}
+        return {
+            "time_ms": self.time_ms,
+            "seen": dict(sorted(self.seen.items())),
+            "checked_ms": self.checked_ms,
+        }
 
     def handled(self, event: KeycloakEvent) -> bool:
-        return event.time_ms < self.time_ms or (
-            event.time_ms == self.time_ms and event.dedupe_key in self.ids
-        )
+        return event.dedupe_key in self.seen
 
-    def advance(self, event: KeycloakEvent) -> None:
+    def advance(self, event: KeycloakEvent, lookback_ms: int) -> None:
+        self.seen[event.dedupe_key] = event.time_ms
         if event.time_ms > self.time_ms:
-            self.time_ms, self.ids = event.time_ms, {event.dedupe_key}
-        elif event.time_ms == self.time_ms:
-            self.ids.add(event.dedupe_key)
+            self.time_ms = event.time_ms
+            oldest = self.time_ms - lookback_ms
+            self.seen = {k: t for k, t in self.seen.items() if t >= oldest}
 
 
 class EventPoller:
@@ -166,6 +178,7 @@ class EventPoller:
         page_size: int = 100,
         clock: Callable[[], float] = time.time,
         catch_up_s: float = DEFAULT_CATCH_UP_S,
+        lookback_s: float = DEFAULT_LOOKBACK_S,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
@@ -177,6 +190,7 @@ class EventPoller:
         self._page_size = page_size
         self._clock = clock
         self._catch_up_ms = int(catch_up_s * 1000)
+        self._lookback_ms = int(lookback_s * 1000)
 
     def cursor_name(self, stream: StreamName) -> str:
         return f"keycloak-events/{self._realm}/{stream}"
@@ -210,12 +224,12 @@ class EventPoller:
         now_ms = int(self._clock() * 1000)
         stored = self._cursors.get_cursor(name)
         if stored is None:
-            cursor = _Cursor(now_ms - self._catch_up_ms, set(), None)
+            cursor = _Cursor(now_ms - self._catch_up_ms, {}, None)
         else:
             cursor = _Cursor.load(stored)
             self._heal_expired(stream, cursor, now_ms, mode, tally)
         read = self._reader.user_events if stream == "user" else self._reader.admin_events
-        date_from, first = cursor.time_ms, 0
+        date_from, first = cursor.time_ms - self._lookback_ms, 0
         while True:
             page = read(date_from, first, self._page_size)
             for raw in page:
@@ -252,7 +266,7 @@ class EventPoller:
             tally.duplicates += outcome.duplicates
         else:
             tally.ignored += 1
-        cursor.advance(event)
+        cursor.advance(event, self._lookback_ms)
 
     def _heal_expired(
         self, stream: StreamName, cursor: _Cursor, now_ms: int, mode: Mode, tally: _Tally
