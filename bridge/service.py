@@ -20,7 +20,7 @@ import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bridge.health import Health
-from bridge.intake.poller import EventPoller, KeycloakAdminEventReader
+from bridge.intake.poller import EventPoller, KeycloakAdminEventReader, poll_period
 from bridge.mapping_file import MappingError, load_mapping, parse_mapping
 from bridge.metrics import Metrics
 from bridge.reconcile import Reconciler
@@ -162,7 +162,7 @@ class Service:
             self.scheduler.add_job(
                 self._poll,
                 "interval",
-                seconds=s.poll_interval,
+                seconds=poll_period(s.poll_interval),
                 id="poll-events",
                 max_instances=1,
                 coalesce=True,

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     keycloak_client_secret: SecretStr | None = None
     webhook_secret: SecretStr | None = None
     poll_events: bool = False
+    #: The longest a login waits to reach the target when polling: the poller runs a little
+    #: more often than this (bridge.intake.poller.poll_period), so its reconcile fits too.
     poll_interval: float = Field(default=5, gt=0)
     database_url: str = "sqlite:///jit-bridge.db"
     listen: str = "127.0.0.1:8080"

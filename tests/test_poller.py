@@ -20,7 +20,7 @@ import requests
 import responses
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 
-from bridge.intake.poller import EventPoller, KeycloakAdminEventReader
+from bridge.intake.poller import EventPoller, KeycloakAdminEventReader, poll_period
 from bridge.model import Mode
 from tests.test_intake_events import FakeQueue
 
@@ -462,3 +462,12 @@ def test_an_unreadable_expiration_setting_does_not_stop_the_poll(
 
     assert result.errors == ()
     assert harness.queued_keys() == ["id:u-1"]
+
+
+@pytest.mark.parametrize(
+    ("interval", "period"), [(0.2, 0.15), (1.0, 0.75), (2.0, 1.5), (5.0, 4.5), (60.0, 59.5)]
+)
+def test_the_poller_runs_often_enough_for_a_login_to_land_within_the_interval(
+    interval: float, period: float
+) -> None:
+    assert poll_period(interval) == pytest.approx(period)
