@@ -64,6 +64,8 @@ class PathResult:
     path: str
     latencies_s: list[float]
     missing: int
+    #: (latency s, wall-clock time of the token response, username) of the slowest logins
+    slowest: list[tuple[float, float, str]]
 
     def summary(self) -> dict[str, Any]:
         ordered = sorted(self.latencies_s)
@@ -117,7 +119,12 @@ def start_session_keycloak(listener_port: int) -> tuple[Any, TestKeycloak]:
 
 
 def start_bridge(
-    keycloak: TestKeycloak, tines: TinesFake, workdir: Path, port: int, poll: float | None
+    keycloak: TestKeycloak,
+    tines: TinesFake,
+    workdir: Path,
+    port: int,
+    poll: float | None,
+    log_level: str = "WARNING",
 ) -> BridgeProcess:
     workdir.mkdir(parents=True)
     mapping = workdir / "mapping.json"
@@ -142,7 +149,7 @@ def start_bridge(
         "reconcile_interval": "0",
         "listen": f"127.0.0.1:{port}",
         "admin_token": "bench-admin-token",
-        "log_level": "WARNING",
+        "log_level": log_level,
     }
     env = {f"JIT_BRIDGE_{k.upper()}": v for k, v in values.items()}
     return BridgeProcess(settings=env, workdir=workdir, port=port).start()
@@ -160,11 +167,13 @@ def measure(
     for username in usernames:
         keycloak.create_user(username, password=PASSWORD, groups=(GROUP,))
     logged_in_at: dict[str, float] = {}
+    wall: dict[str, float] = {}
     began = time.monotonic()
     for i, username in enumerate(usernames):
         time.sleep(max(0.0, began + i * spacing - time.monotonic()))
         keycloak.login(username, PASSWORD)
         logged_in_at[f"{username}@example.com"] = time.monotonic()
+        wall[f"{username}@example.com"] = time.time()
     give_up = time.monotonic() + deadline_s
     with tines.created:
         while not all(e in tines.created_at for e in logged_in_at):
@@ -175,7 +184,23 @@ def measure(
         reached = {
             e: tines.created_at[e] - t for e, t in logged_in_at.items() if e in tines.created_at
         }
-    return PathResult(path, list(reached.values()), logins - len(reached))
+    slowest = sorted(((s, wall[e], e) for e, s in reached.items()), reverse=True)[:5]
+    return PathResult(path, list(reached.values()), logins - len(reached), slowest)
+
+
+def keep_log_if_slow(
+    bridge: BridgeProcess, path: str, result: PathResult | None, budget_s: float
+) -> None:
+    """A login over its budget (or a failed run) keeps the bridge's log, which the temporary
+    directory would otherwise take with it, and names the slow logins' times to look for."""
+    if result is not None and not result.missing and result.slowest[0][0] <= budget_s:
+        return
+    kept = Path(tempfile.gettempdir()) / f"jit-bridge-bench-{path}-{int(time.time())}.log"
+    kept.write_text(bridge.log(), encoding="utf-8")
+    print(f"{path}: a login missed its {budget_s} s budget; bridge log: {kept}", file=sys.stderr)
+    for latency, at, email in result.slowest if result else []:
+        stamp = time.strftime("%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
+        print(f"  {email}: {latency * 1000:.0f} ms after its token at {stamp}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--spacing", type=float, default=0.2, help="seconds between logins")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING"],
+        help="the bridge's log level; its log is kept when a login misses its budget",
+    )
     args = parser.parse_args(argv)
     if args.logins < 50:
         parser.error("--logins must be at least 50 for a meaningful p99")
@@ -208,13 +239,15 @@ def main(argv: list[str] | None = None) -> int:
             for path in paths:
                 poll = PATHS[path]
                 port = listener_port if poll is None else free_port()
-                bridge = start_bridge(keycloak, tines, Path(tmp) / path, port, poll)
+                bridge = start_bridge(keycloak, tines, Path(tmp) / path, port, poll, args.log_level)
+                result: PathResult | None = None
                 try:
                     print(f"{path}: {args.logins} logins …", file=sys.stderr)
                     deadline = 30.0 + 3 * (poll or 1.0)
                     result = measure(keycloak, tines, path, args.logins, args.spacing, deadline)
                 finally:
                     bridge.stop()
+                    keep_log_if_slow(bridge, path, result, budget_s=poll or 1.0)
                 results.append(result.summary())
                 print(json.dumps(results[-1]), file=sys.stderr)
     finally:
