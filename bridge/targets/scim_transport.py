@@ -14,7 +14,6 @@ that must hold for every request is enforced in `request()`, below every verb:
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from bridge.targets.base import (
     UnauthorizedError,
     tls_failure,
 )
+from bridge.targets.http import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +76,6 @@ class BearerAuth(requests.auth.AuthBase):
 
     def __repr__(self) -> str:
         return "BearerAuth(token=***)"
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header, either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
 
 
 def _scim_detail(response: requests.Response) -> str:
