@@ -152,7 +152,9 @@ def start_bridge(
         "log_level": log_level,
     }
     env = {f"JIT_BRIDGE_{k.upper()}": v for k, v in values.items()}
-    return BridgeProcess(settings=env, workdir=workdir, port=port).start()
+    return BridgeProcess(
+        settings=env, workdir=workdir, port=port, admin_token=values["admin_token"]
+    ).start()
 
 
 def measure(
