@@ -10,10 +10,11 @@ Only what the bridge reads and writes, shaped like the real APIs (reference/keyc
 reference/tines.md): Keycloak `users` (paged, by email, by id), `users/{id}/groups`, realm
 role mappings, `groups?search=&exact=true`, `groups/{id}/children`, `groups/{id}/members`,
 `group-by-path`, and the client-credentials token endpoint; Tines `admin/users` (with
-`filter=TENANT_OWNER`, `include=team_memberships`), `teams`, `teams/{id}/members`,
-`invite_member`, `remove_member`, user create and update. Every answer waits the configured
-latency first; list pages are serialised once and cached, so the fakes cost little CPU next to
-the bridge on a 2-core machine. `GET /__bench/stats` returns the request counts.
+`filter=TENANT_OWNER`, `include=team_memberships`; one user by id or email), `teams`,
+`teams/{id}/members`, `invite_member`, `remove_member`, user create and update. Every answer
+waits the configured latency first; list pages are serialised once and cached, so the fakes
+cost little CPU next to the bridge on a 2-core machine. `GET /__bench/stats` returns the request
+counts.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class FakeTines:
 
     def __init__(self, org: Org) -> None:
         self.users: dict[int, Json] = {int(str(u["id"])): dict(u) for u in org.target_users}
+        self.emails = {str(u["email"]).lower(): uid for uid, u in self.users.items()}
         self.team_names = dict(org.team_names)
         self.members: dict[int, dict[int, str]] = {t: dict(m) for t, m in org.team_members.items()}
         self.user_teams: dict[int, dict[int, str]] = {}
@@ -157,6 +159,8 @@ class FakeTines:
                 return self._create_user(body) if method == "POST" else self._list_users(query)
             if path[:2] == ["admin", "users"] and method == "PUT":
                 return self._update_user(int(path[2]), body)
+            if len(path) == 3 and path[:2] == ["admin", "users"] and method == "GET":
+                return self._get_user(path[2], query)
             if path == ["teams"]:
                 items = [{"id": t, "name": n, "groups": []} for t, n in self.team_names.items()]
                 return 200, _tines_page("teams", items, query)
@@ -168,22 +172,33 @@ class FakeTines:
         users = list(self.users.values())
         if query.get("filter") == "TENANT_OWNER":
             users = [u for u in users if u["admin"]]
-        items = _tines_slice(users, query)
-        if query.get("include") == "team_memberships":
-            items = [
-                {
-                    **u,
-                    "team_memberships": [
-                        {"team_id": t, "team_name": self.team_names[t], "role": r}
-                        for t, r in sorted(self.user_teams.get(u["id"], {}).items())
-                    ],
-                }
-                for u in items
-            ]
+        items = [self._with_teams(u, query) for u in _tines_slice(users, query)]
         return 200, _tines_meta("admin/users", items, len(users), query)
 
+    def _get_user(self, ref: str, query: dict[str, str]) -> tuple[int, Json]:
+        """By id, or by email in its place (as Tines documents)."""
+        if ref.isdigit() and int(ref) in self.users:
+            return 200, self._with_teams(self.users[int(ref)], query)
+        if ref.lower() not in self.emails:
+            return 404, {"error": "not found"}
+        return 200, self._with_teams(self.users[self.emails[ref.lower()]], query)
+
+    def _with_teams(self, user: Json, query: dict[str, str]) -> Json:
+        if query.get("include") != "team_memberships":
+            return user
+        return {
+            **user,
+            "team_memberships": [
+                {"team_id": t, "team_name": self.team_names[t], "role": r}
+                for t, r in sorted(self.user_teams.get(user["id"], {}).items())
+            ],
+        }
+
     def _create_user(self, body: Json) -> tuple[int, Json]:
+        if str(body.get("email", "")).lower() in self.emails:
+            return 422, {"error": "Email has already been taken"}
         uid = max(self.users, default=0) + 1
+        self.emails[str(body["email"]).lower()] = uid
         self.users[uid] = {
             "id": uid,
             "admin": False,
