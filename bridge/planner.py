@@ -118,6 +118,8 @@ class _Context:
     policy: Policy
     unreadable: _Unreadable
     trigger: Trigger
+    #: Emails whose first login began and did not finish (bridge.store.first_logins).
+    unfinished: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -372,8 +374,38 @@ def _plan_email(
             return _UserPlan(operations=_new_user(ctx, email, user), skipped=[])
         return _skip(email, "not in target yet; created at first login")
     if policy.mode == "jit":
+        if email in ctx.unfinished and user is not None and ctx.trigger == "login":
+            return _UserPlan(
+                operations=_finish_first_login(ctx, email, user, current, actual), skipped=[]
+            )
         return _UserPlan(operations=[], skipped=[])
     return _existing_user(ctx, email, user, current, actual, gone)
+
+
+def _finish_first_login(
+    ctx: _Context,
+    email: str,
+    user: IdpUser,
+    current: TargetUser,
+    actual: dict[MembershipKey, str],
+) -> list[Operation]:
+    """The rest of a first login that was cut short after the user was created: what it
+    grants and the target does not have yet. Only additions: anything already there (even
+    with another role) was put there by someone and is left alone, as jit leaves existing
+    users alone."""
+    ops: list[Operation] = []
+    for op in _new_user(ctx, email, user)[1:]:
+        if isinstance(op, AddMembership) and (op.team, op.case_group) in actual:
+            continue
+        if isinstance(op, SetTenantOwner) and current.tenant_owner:
+            continue
+        if isinstance(op, SetTenantPermissions):
+            missing = sorted(set(op.add) - set(current.tenant_permissions))
+            if not missing:
+                continue
+            op = op.model_copy(update={"add": missing})
+        ops.append(op)
+    return ops
 
 
 # ------------------------------------------------------------------------------------------
@@ -470,11 +502,13 @@ def plan(
     target: TargetState,
     trigger: Trigger,
     scope: frozenset[str] | None,
+    unfinished: frozenset[str] = frozenset(),
 ) -> Plan:
     """What a sync would do. `scope` None plans for everyone; otherwise for those lower-case emails.
 
     Users outside the scope are not considered at all. In jit mode only a login trigger plans
-    anything.
+    anything. `unfinished`: emails whose first login began and did not finish; in jit mode a
+    login finishes it (adds what it grants and the target lacks).
     """
     empty = Plan(mode=policy.mode, trigger=trigger)
     if policy.mode == "jit" and trigger != "login":
@@ -489,7 +523,7 @@ def plan(
     deleted = {e.lower() for e in identity.deleted_users}
     users = target_users_by_email(target)
     memberships = target_memberships(target)
-    ctx = _Context(mapping, policy, _Unreadable.of(mapping, identity), trigger)
+    ctx = _Context(mapping, policy, _Unreadable.of(mapping, identity), trigger, unfinished)
     target_only_known = identity.complete and scope is None
 
     by_email: dict[str, _UserPlan] = {}

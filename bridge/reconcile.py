@@ -14,7 +14,7 @@ from typing import Literal
 from bridge.apply import ApplyResult, OpResult, apply_operations, dry_run_results
 from bridge.guard import apply_removal_budget, count_managed_memberships, is_removal
 from bridge.mapping import Mapping
-from bridge.model import CaseGroup, Operation, Plan, TargetState, Team, Trigger
+from bridge.model import CaseGroup, CreateUser, Operation, Plan, TargetState, Team, Trigger
 from bridge.planner import plan as make_plan
 from bridge.policy import Policy
 from bridge.sources.base import IdentitySource, UserRef
@@ -106,8 +106,16 @@ class Reconciler:
             empty = TargetState(users=[], teams=[])
             plan = make_plan(mapping, self.policy, identity, empty, trigger, scope)
             return plan, empty, identity.unreadable_groups
-        state = self._read_target_for(sorted(emails))
-        plan = make_plan(mapping, self.policy, identity, state, trigger, frozenset(emails))
+        state = self._read_target_for(sorted(emails), creating=trigger == "login")
+        unfinished: frozenset[str] = frozenset()
+        if self.store is not None and trigger == "login":
+            unfinished = frozenset(self.store.unfinished_first_logins(emails))
+        plan = make_plan(
+            mapping, self.policy, identity, state, trigger, frozenset(emails), unfinished
+        )
+        if unfinished and not any(op.email.lower() in unfinished for op in plan.operations):
+            # Nothing left to add (or nothing to finish any more): the first login is over.
+            self._finish_first_logins(unfinished)
         return plan, state, identity.unreadable_groups
 
     def plan_all(
@@ -126,10 +134,15 @@ class Reconciler:
         budgeted = apply_removal_budget(plan, self.policy, managed, allow_removals)
         return budgeted, state, identity.unreadable_groups
 
-    def _read_target_for(self, emails: list[str]) -> TargetState:
+    def _finish_first_logins(self, emails: frozenset[str]) -> None:
+        if self.store is not None and not self.dry_run:
+            self.store.finish_first_logins(emails)
+
+    def _read_target_for(self, emails: list[str], *, creating: bool) -> TargetState:
+        """`creating`: a login, whose plan creates a user the read shows absent."""
         if len(emails) == 1:
-            return self.target.read_user_state(emails[0])
-        states = [self.target.read_user_state(e) for e in emails]
+            return self.target.read_user_state(emails[0], creating=creating)
+        states = [self.target.read_user_state(e, creating=creating) for e in emails]
         users = {u.email.lower(): u for s in states for u in s.users}
         return TargetState(users=list(users.values()), teams=_merge_teams(states))
 
@@ -207,8 +220,19 @@ class Reconciler:
                 if run_id is not None and result.outcome != "not_run":
                     self._audit(run_id, cause, [result])
 
+            creates = {op.email.lower() for op in plan.operations if isinstance(op, CreateUser)}
+            begun_before: set[str] = set()
+            if self.store is not None and creates:
+                # Before the create: a first login cut short after it is finished next time.
+                begun_before = self.store.unfinished_first_logins(creates)
+                self.store.begin_first_logins(creates)
             outcome = apply_operations(self.target, list(plan.operations), state, audit_now)
             report = RunReport(run_id, plan, _status_of(plan, outcome), outcome.results)
+            if self.store is not None:
+                # A user the target already had is ours only if an earlier attempt of this
+                # first login got as far as the create; otherwise someone else made them.
+                made_elsewhere = set(_appeared(report)) - begun_before
+                self.store.finish_first_logins(_fully_applied(outcome) | made_elsewhere)
             if outcome.stopped_by is not None:
                 report.error = str(outcome.stopped_by)
             elif outcome.failed:
@@ -250,9 +274,18 @@ class Reconciler:
             )
 
 
+def _fully_applied(outcome: ApplyResult) -> set[str]:
+    """Emails every one of whose operations was applied."""
+    emails = {r.op.email.lower() for r in outcome.results}
+    return emails - {r.op.email.lower() for r in outcome.results if r.outcome != "applied"}
+
+
 def _appeared(report: RunReport) -> list[str]:
+    """Lower-cased emails whose create found the user already there."""
     return [
-        r.op.email for r in report.results if r.outcome == "failed" and r.error_type == "appeared"
+        r.op.email.lower()
+        for r in report.results
+        if r.outcome == "failed" and r.error_type == "appeared"
     ]
 
 

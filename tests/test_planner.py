@@ -164,6 +164,40 @@ def test_jit_never_changes_an_existing_user_even_when_the_mapping_changed() -> N
     assert run(policy, person("alice", enabled=False), state=state).operations == []
 
 
+def test_jit_finishes_a_first_login_cut_short_by_adding_only_what_is_missing() -> None:
+    bob = person("bob", "/Managers", "/Administrators", "/Auditors")
+    # Created, and one membership placed, before the run stopped; someone since gave him
+    # another role in Incident Response: that is left alone.
+    state = target(
+        account("bob"),
+        teams=(
+            team("Analytics", {"bob": "TEAM_ADMIN"}),
+            team("Incident Response", {"bob": "VIEWER"}, case_groups={"Tier 1": {}}),
+            team("Hand Made", {"bob": "EDITOR"}),
+        ),
+    )
+    result = plan(
+        RULES,
+        JIT,
+        identity(bob),
+        state,
+        "login",
+        frozenset({"bob@example.com"}),
+        unfinished=frozenset({"bob@example.com"}),
+    )
+    assert [(o["op"], o.get("team"), o.get("value"), o.get("add")) for o in ops(result)] == [
+        ("set_tenant_owner", None, True, None),
+        ("set_tenant_permissions", None, None, ["AUDIT_LOG_READ"]),
+    ]
+    # Without the mark, jit leaves the existing user alone.
+    assert run(JIT, bob, state=state).operations == []
+    # The mark matters only to a login.
+    reconcile = plan(
+        RULES, JIT, identity(bob), state, "reconcile", None, frozenset({"bob@example.com"})
+    )
+    assert reconcile.operations == []
+
+
 def test_jit_reconcile_plans_nothing() -> None:
     result = run(JIT, person("bob", "/Analysts"), trigger="reconcile", complete=True)
     assert result == Plan(mode="jit", trigger="reconcile")

@@ -336,8 +336,8 @@ def test_a_listing_that_reaches_the_end_remembers_who_exists() -> None:
     stub_teams([])
     tines = target(user_lookup="list")
 
-    assert tines.read_user_state("new@example.com").users == []
-    assert tines.read_user_state("another-new@example.com").users == []
+    assert tines.read_user_state("new@example.com", creating=True).users == []
+    assert tines.read_user_state("another-new@example.com", creating=True).users == []
 
     # the second unknown email costs no admin/users request: the first search saw everyone
     assert len(admin_users_calls()) == 1
@@ -353,17 +353,34 @@ def test_after_a_full_read_a_first_login_costs_no_admin_users_read() -> None:
     tines.read_state()
     responses.calls.reset()
 
-    assert tines.read_user_state("new@example.com").users == []
+    assert tines.read_user_state("new@example.com", creating=True).users == []
     assert admin_users_calls() == []
     # an email the listing had is still looked up (its memberships are needed)
-    assert [u.id for u in tines.read_user_state("root@example.com").users] == ["1"]
+    assert [u.id for u in tines.read_user_state("root@example.com", creating=True).users] == ["1"]
     assert len(admin_users_calls()) == 1
 
     # past its age the listing proves nothing: ask Tines again
     now[0] = 601
     responses.get(API + "admin/users/new@example.com", status=404, json={"error": "Not found"})
-    assert tines.read_user_state("new@example.com").users == []
+    assert tines.read_user_state("new@example.com", creating=True).users == []
     assert len(admin_users_calls()) == 2
+
+
+@responses.activate
+def test_a_read_that_will_not_create_asks_tines_even_when_the_listing_lacks_the_user() -> None:
+    # Added by hand after the listing: only Tines can say they now exist. A read for an
+    # admin event or a reconcile must see them, or their removals would be missed.
+    stub_users_pages([[user_json(1, "root@example.com")]])
+    stub_teams([])
+    responses.get(
+        API + "admin/users/late@example.com",
+        json=ALICE_WITH_MEMBERSHIPS | {"id": 33, "email": "late@example.com"},
+    )
+    tines = target()
+    tines.read_state()
+    responses.calls.reset()
+
+    assert [u.id for u in tines.read_user_state("late@example.com").users] == ["33"]
 
 
 @responses.activate
@@ -374,7 +391,7 @@ def test_refresh_caches_lists_every_email_so_a_first_login_needs_no_read() -> No
     tines.refresh_caches()
     assert len(admin_users_calls()) == 2  # one request per 500 users
     responses.calls.reset()
-    assert tines.read_user_state("new@example.com").users == []
+    assert tines.read_user_state("new@example.com", creating=True).users == []
     assert admin_users_calls() == []
 
 

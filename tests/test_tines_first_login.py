@@ -148,3 +148,47 @@ def test_a_tenant_without_lookup_by_email_is_detected_and_nothing_wrong_is_appli
         assert memberships(fake, "bea@example.com") == {"Analytics": "EDITOR"}
     finally:
         fake.stop()
+
+
+def test_a_user_added_in_tines_after_the_listing_still_loses_access_without_a_login(
+    tines_fake: TinesFake, tmp_path: Path
+) -> None:
+    seed_tenant(tines_fake, {"Analytics": ["old"]})
+    bridge = reconciler(tines_fake, tmp_path, ["old"], mode="enhanced")
+    bridge.sync_all("reconcile", triggered_by=[], requested_by="schedule")
+    # After the listing, someone adds ann to Analytics by hand; she is in no mapped group.
+    ann = tines_fake.state.add_user("ann@example.com")
+    analytics = next(c for c in tines_fake.state.containers.values() if c.name == "Analytics")
+    analytics.members[ann] = "EDITOR"
+    bridge.source = SnapshotSource(
+        IdpSnapshot.model_validate({"users": [idp_user("old", "/Analysts"), idp_user("ann")]})
+    )
+
+    report = bridge.sync_user(
+        UserRef(email="ann@example.com"), "reconcile", triggered_by=["ev"], requested_by="t"
+    )
+
+    assert report.status == "succeeded"
+    assert memberships(tines_fake, "ann@example.com") == {}
+
+
+def test_a_first_login_cut_short_after_the_create_is_finished_at_the_next_attempt(
+    tines_fake: TinesFake, tmp_path: Path
+) -> None:
+    seed_tenant(tines_fake, {"Analytics": [], "Ops": []})
+    bridge = reconciler(tines_fake, tmp_path, ["amy"])
+    tines_fake.fail_next(1, status=400, path_prefix="teams/")  # the membership call fails
+
+    assert login(bridge, "amy") == "partial"
+    assert memberships(tines_fake, "amy@example.com") == {}  # created, not placed
+
+    # jit leaves existing users alone, but this one's first login never finished.
+    assert login(bridge, "amy") == "succeeded"
+    assert memberships(tines_fake, "amy@example.com") == {"Analytics": "EDITOR"}
+
+    # Finished: from now on amy is an existing user, as in any jit first login.
+    tines_fake.state.containers[
+        next(c.id for c in tines_fake.state.containers.values() if c.name == "Analytics")
+    ].members.clear()
+    assert login(bridge, "amy") == "no_changes"
+    assert memberships(tines_fake, "amy@example.com") == {}

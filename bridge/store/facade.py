@@ -16,7 +16,17 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from bridge.store import audit, cursors, known_users, leases, mappings, queue, runs, schema
+from bridge.store import (
+    audit,
+    cursors,
+    first_logins,
+    known_users,
+    leases,
+    mappings,
+    queue,
+    runs,
+    schema,
+)
 from bridge.store.batching import GroupCommitter
 from bridge.store.database import (
     SqliteSynchronous,
@@ -211,6 +221,23 @@ class Store:
     def email_for(self, user_id: str) -> str | None:
         with read_transaction(self._engine) as connection:
             return known_users.email_for(connection, user_id)
+
+    # -- first logins -----------------------------------------------------------------------
+
+    def begin_first_logins(self, emails: Iterable[str]) -> None:
+        """Record, before the target is asked to create them, that these users' first
+        logins have begun (see `bridge.store.first_logins`)."""
+        with write_transaction(self._engine) as connection:
+            first_logins.begin(connection, self._clock(), emails)
+
+    def finish_first_logins(self, emails: Iterable[str]) -> None:
+        with write_transaction(self._engine) as connection:
+            first_logins.finish(connection, emails)
+
+    def unfinished_first_logins(self, emails: Iterable[str]) -> set[str]:
+        """Those of `emails` (lower-cased) whose first login began and did not finish."""
+        with read_transaction(self._engine) as connection:
+            return first_logins.unfinished(connection, emails)
 
     # -- runs -------------------------------------------------------------------------------
 

@@ -69,6 +69,17 @@ cursors = Table(
     Column("updated_at", Double, nullable=False),
 )
 
+# First logins begun and not yet finished: recorded before the user is created in the target
+# and cleared once everything their first login grants is in place. A first login cut short
+# (a crash, an outage between the create and the memberships) is finished at the next attempt,
+# even in jit mode, where an existing user is otherwise never touched.
+first_logins = Table(
+    "first_logins",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("started_at", Double, nullable=False),
+)
+
 # Keycloak user id → last known email, so a user deleted in Keycloak is still found in the target.
 known_users = Table(
     "known_users",

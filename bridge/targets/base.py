@@ -76,9 +76,16 @@ class Target(ABC):
         """Everything: all users, teams, case groups and memberships, read in bulk pages."""
 
     @abstractmethod
-    def read_user_state(self, email: str) -> TargetState:
-        """One user's view: that user (if any), every tenant owner, every team and case
-        group, with only that user's memberships listed."""
+    def read_user_state(self, email: str, *, creating: bool = False) -> TargetState:
+        """One user's view: that user (if any), every tenant owner when that user is one
+        (for the last-owner rule), every team and case group, with only that user's
+        memberships listed.
+
+        `creating`: the caller creates the user if the read shows none (a login). The target
+        may then answer "no such user" from what it remembers, since a wrong answer costs a
+        create the target refuses (and a re-plan), never a change it should not make. Without
+        it, an answer of "no such user" must come from the target itself: a caller that will
+        not create would otherwise miss the user's removals."""
 
     @abstractmethod
     def ping(self) -> None:

@@ -142,7 +142,7 @@ class ScimTarget(Target):
             teams=self._teams(groups),
         )
 
-    def read_user_state(self, email: str) -> TargetState:
+    def read_user_state(self, email: str, *, creating: bool = False) -> TargetState:
         """That user, every owner, every team with only that user's memberships.
 
         Costs: one filtered user read, the group names page by page (members left out,

@@ -18,7 +18,7 @@ class SnapshotTarget(Target):
     def ping(self) -> None:
         """A snapshot is always there."""
 
-    def read_user_state(self, email: str) -> TargetState:
+    def read_user_state(self, email: str, *, creating: bool = False) -> TargetState:
         wanted = email.lower()
         users = [u for u in self._state.users if u.email.lower() == wanted or u.tenant_owner]
         ids = {u.id for u in users if u.email.lower() == wanted}

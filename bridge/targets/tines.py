@@ -36,10 +36,12 @@ Assumptions about behaviour Tines does not document (reference/tines.md §4.3, �
   2026). Older tenants may not accept it; `user_lookup="auto"` (the default) notices (a 400,
   an answer for another user, or a 404 for an email that `POST admin/users` then calls taken)
   and falls back for good to listing `admin/users` (500 per page) until the email turns up:
-  ⌈users/500⌉ requests. `"email"` and `"list"` force one way. Emails a fresh complete listing
-  lacks are taken as absent without a request (`bridge.targets.tines_users.KnownEmails`), so
-  a first login costs one `admin/users` call: the create. Tenant owners (`filter=TENANT_OWNER`)
-  are read only when the user is one, which is when the last-owner rule needs them.
+  ⌈users/500⌉ requests. `"email"` and `"list"` force one way. For a login (`creating`),
+  emails a fresh complete listing lacks are taken as absent without a request
+  (`bridge.targets.tines_users.KnownEmails`), so a first login costs one `admin/users` call:
+  the create. Any other read asks Tines, so a user added after the listing is never missed.
+  Tenant owners (`filter=TENANT_OWNER`) are read only when the user is one, which is when the
+  last-owner rule needs them.
   The user's team roles come from `team_memberships` (or, should Tines leave it out, from
   each team's members, so a missing field never hides a membership to remove); case-group
   roles from one `members` read per case group (Tines allows at most 3 per team), made only
@@ -153,8 +155,9 @@ class TinesTarget(Target):
         emails = [str(raw.get("email", "")) for raw in self._pages(USERS, USERS)]
         self.known.replace(emails, started)
 
-    def read_user_state(self, email: str) -> TargetState:
-        found = None if self.known.absent(email) else self._find_user(email)
+    def read_user_state(self, email: str, *, creating: bool = False) -> TargetState:
+        # Only a caller that will create the user may take "absent" from memory (see Target).
+        found = None if creating and self.known.absent(email) else self._find_user(email)
         teams = self._teams()
         if found is None:
             return TargetState(teams=[_team_with(raw, [], lambda group_id: []) for raw in teams])
