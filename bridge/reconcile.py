@@ -85,7 +85,9 @@ class Reconciler:
 
     def _plan_user(
         self, ref: UserRef, trigger: Trigger
-    ) -> tuple[Plan, TargetState, dict[str, str]]:
+    ) -> tuple[Plan, TargetState, dict[str, str], frozenset[str]]:
+        """The plan, the target state it was made from, the unreadable groups, and the emails
+        whose first login began and did not finish (jit only)."""
         mapping = self._mapping()
         if ref.user_id and not ref.email and self.store is not None:
             # A deleted Keycloak user can only be found in the target by the email seen last.
@@ -105,18 +107,16 @@ class Reconciler:
             scope = frozenset({u.username or u.id for u in no_email})
             empty = TargetState(users=[], teams=[])
             plan = make_plan(mapping, self.policy, identity, empty, trigger, scope)
-            return plan, empty, identity.unreadable_groups
+            return plan, empty, identity.unreadable_groups, frozenset()
         state = self._read_target_for(sorted(emails), creating=trigger == "login")
         unfinished: frozenset[str] = frozenset()
-        if self.store is not None and trigger == "login":
+        if self._tracks_first_logins and trigger == "login":
+            assert self.store is not None
             unfinished = frozenset(self.store.unfinished_first_logins(emails))
         plan = make_plan(
             mapping, self.policy, identity, state, trigger, frozenset(emails), unfinished
         )
-        if unfinished and not any(op.email.lower() in unfinished for op in plan.operations):
-            # Nothing left to add (or nothing to finish any more): the first login is over.
-            self._finish_first_logins(unfinished)
-        return plan, state, identity.unreadable_groups
+        return plan, state, identity.unreadable_groups, unfinished
 
     def plan_all(
         self, trigger: Trigger, allow_removals: int | None = None
@@ -134,9 +134,10 @@ class Reconciler:
         budgeted = apply_removal_budget(plan, self.policy, managed, allow_removals)
         return budgeted, state, identity.unreadable_groups
 
-    def _finish_first_logins(self, emails: frozenset[str]) -> None:
-        if self.store is not None and not self.dry_run:
-            self.store.finish_first_logins(emails)
+    @property
+    def _tracks_first_logins(self) -> bool:
+        """Only jit needs to know a first login was cut short: enhanced converges anyway."""
+        return self.store is not None and self.policy.mode == "jit" and not self.dry_run
 
     def _read_target_for(self, emails: list[str], *, creating: bool) -> TargetState:
         """`creating`: a login, whose plan creates a user the read shows absent."""
@@ -150,16 +151,19 @@ class Reconciler:
     def sync_user(
         self, ref: UserRef, trigger: Trigger, *, triggered_by: list[str], requested_by: str
     ) -> RunReport:
-        plan, state, unreadable = self._plan_user(ref, trigger)
-        report = self._execute("user", plan, state, triggered_by, requested_by, unreadable)
-        if not _appeared(report):
+        plan, state, unreadable, unfinished = self._plan_user(ref, trigger)
+        report = self._execute(
+            "user", plan, state, triggered_by, requested_by, unreadable, unfinished
+        )
+        appeared = _appeared(report.results)
+        if not appeared:
             return report
         # The user existed after all (created meanwhile, or a stale list of who exists): what
         # was planned for a new user may be wrong for them, so plan again from a fresh read.
-        log.info("run %s: %s already existed; planning again", report.run_id, _appeared(report))
-        plan, state, unreadable = self._plan_user(ref, trigger)
+        log.info("run %s: %s already existed; planning again", report.run_id, sorted(appeared))
+        plan, state, unreadable, unfinished = self._plan_user(ref, trigger)
         cause = [report.run_id] if report.run_id else triggered_by
-        return self._execute("user", plan, state, cause, requested_by, unreadable)
+        return self._execute("user", plan, state, cause, requested_by, unreadable, unfinished)
 
     def sync_all(
         self,
@@ -196,6 +200,7 @@ class Reconciler:
         triggered_by: list[str],
         requested_by: str,
         unreadable: dict[str, str],
+        unfinished: frozenset[str] = frozenset(),
     ) -> RunReport:
         run_id = None
         if self.store is not None:
@@ -208,6 +213,7 @@ class Reconciler:
                 len(unreadable),
                 "; ".join(f"{k}: {v}" for k, v in sorted(unreadable.items())),
             )
+        begun_before = self._begin_first_logins(plan)
         if self.dry_run:
             report = RunReport(run_id, plan, "dry_run", dry_run_results(plan.operations))
         elif not plan.operations:
@@ -220,24 +226,14 @@ class Reconciler:
                 if run_id is not None and result.outcome != "not_run":
                     self._audit(run_id, cause, [result])
 
-            creates = {op.email.lower() for op in plan.operations if isinstance(op, CreateUser)}
-            begun_before: set[str] = set()
-            if self.store is not None and creates:
-                # Before the create: a first login cut short after it is finished next time.
-                begun_before = self.store.unfinished_first_logins(creates)
-                self.store.begin_first_logins(creates)
             outcome = apply_operations(self.target, list(plan.operations), state, audit_now)
             report = RunReport(run_id, plan, _status_of(plan, outcome), outcome.results)
-            if self.store is not None:
-                # A user the target already had is ours only if an earlier attempt of this
-                # first login got as far as the create; otherwise someone else made them.
-                made_elsewhere = set(_appeared(report)) - begun_before
-                self.store.finish_first_logins(_fully_applied(outcome) | made_elsewhere)
             if outcome.stopped_by is not None:
                 report.error = str(outcome.stopped_by)
             elif outcome.failed:
                 report.error = "; ".join(r.error or "" for r in outcome.failed[:5])
         report.unreadable_groups = dict(unreadable)
+        self._finish_first_logins(plan, report.results, unfinished, begun_before)
         if self.store is not None and run_id is not None:
             # Applied operations were audited one by one as they happened (see above).
             pending = report.results if self.dry_run else []
@@ -251,6 +247,35 @@ class Reconciler:
                 )
             self.store.finish_run(run_id, report.status, report.summary())
         return report
+
+    def _begin_first_logins(self, plan: Plan) -> set[str]:
+        """Record, before the create, the first logins this plan begins (so one cut short is
+        finished next time); returns those an earlier attempt had already begun."""
+        creates = {op.email.lower() for op in plan.operations if isinstance(op, CreateUser)}
+        if not self._tracks_first_logins or not creates:
+            return set()
+        assert self.store is not None
+        return self.store.begin_first_logins(creates)
+
+    def _finish_first_logins(
+        self,
+        plan: Plan,
+        results: list[OpResult],
+        unfinished: frozenset[str],
+        begun_before: set[str],
+    ) -> None:
+        """Clear the first logins now over: every operation planned for the user applied,
+        or nothing left to plan for one begun earlier. A user the target already had is
+        ours only if an earlier attempt got as far as the create; else someone made them."""
+        if not self._tracks_first_logins:
+            return
+        assert self.store is not None
+        planned = {op.email.lower() for op in plan.operations}
+        not_applied = {r.op.email.lower() for r in results if r.outcome != "applied"}
+        over = (planned - not_applied) | (unfinished - planned)
+        over |= _appeared(results) - begun_before
+        if over:
+            self.store.finish_first_logins(over)
 
     def _audit(self, run_id: str, cause: str, records: list[OpResult]) -> None:
         if self.store is None:
@@ -274,19 +299,9 @@ class Reconciler:
             )
 
 
-def _fully_applied(outcome: ApplyResult) -> set[str]:
-    """Emails every one of whose operations was applied."""
-    emails = {r.op.email.lower() for r in outcome.results}
-    return emails - {r.op.email.lower() for r in outcome.results if r.outcome != "applied"}
-
-
-def _appeared(report: RunReport) -> list[str]:
+def _appeared(results: list[OpResult]) -> set[str]:
     """Lower-cased emails whose create found the user already there."""
-    return [
-        r.op.email.lower()
-        for r in report.results
-        if r.outcome == "failed" and r.error_type == "appeared"
-    ]
+    return {r.op.email.lower() for r in results if r.error_type == "appeared"}
 
 
 def _status_of(plan: Plan, outcome: ApplyResult) -> RunStatus:

@@ -37,11 +37,11 @@ log = logging.getLogger(__name__)
 SCHEDULER_LEASE = "scheduler"
 #: A reserved (RFC 2606) address no target holds: reading it is a harmless readiness probe.
 LEADER_LEASE_TTL = 30.0
-#: How often each process refreshes its target's caches (Tines: which emails exist).
-CACHE_REFRESH_SECONDS = 900.0
 """Seconds the scheduler lease lasts unrenewed: when its holder dies, another process runs the
 schedule and the event poller within this plus one renewal period. The holder renews it every
 third of it, so two missed renewals (a slow database) do not yet cost the lease."""
+#: How often each process refreshes its target's caches (Tines: which emails exist).
+CACHE_REFRESH_SECONDS = 900.0
 
 
 def load_mapping_in_force(store: Store, path: Path) -> MappingHolder:

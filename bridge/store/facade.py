@@ -224,11 +224,12 @@ class Store:
 
     # -- first logins -----------------------------------------------------------------------
 
-    def begin_first_logins(self, emails: Iterable[str]) -> None:
+    def begin_first_logins(self, emails: Iterable[str]) -> set[str]:
         """Record, before the target is asked to create them, that these users' first
-        logins have begun (see `bridge.store.first_logins`)."""
+        logins have begun (see `bridge.store.first_logins`); returns those (lower-cased) an
+        earlier attempt had already begun."""
         with write_transaction(self._engine) as connection:
-            first_logins.begin(connection, self._clock(), emails)
+            return first_logins.begin(connection, self._clock(), emails)
 
     def finish_first_logins(self, emails: Iterable[str]) -> None:
         with write_transaction(self._engine) as connection:

@@ -18,9 +18,13 @@ from bridge.store.database import upsert
 from bridge.store.tables import first_logins
 
 
-def begin(connection: Connection, now: float, emails: Iterable[str]) -> None:
-    for email in sorted({e.lower() for e in emails}):
+def begin(connection: Connection, now: float, emails: Iterable[str]) -> set[str]:
+    """Mark these first logins begun; returns those already marked by an earlier attempt."""
+    wanted = {e.lower() for e in emails}
+    earlier = unfinished(connection, wanted)
+    for email in sorted(wanted - earlier):
         upsert(connection, first_logins, {"email": email, "started_at": now}, ["email"])
+    return earlier
 
 
 def finish(connection: Connection, emails: Iterable[str]) -> None:
