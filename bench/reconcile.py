@@ -159,7 +159,7 @@ def child_full(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_naive(info: dict[str, Any], sample: int) -> dict[str, Any]:
-    from bridge.sources.base import UserRef
+    from bridge.keys import UserRef
 
     with tempfile.TemporaryDirectory() as store_dir:
         reconciler, source, target, _store = _wiring(info, store_dir)

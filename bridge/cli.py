@@ -18,10 +18,11 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from bridge.keys import UserRef
 from bridge.mapping_file import MappingError
 from bridge.model import Plan, TargetState, Trigger
 from bridge.settings import Settings, SettingsError, load_settings
-from bridge.sources.base import SourceError, UserRef
+from bridge.sources.base import SourceError
 from bridge.store.errors import (
     RunAlreadyApprovedError,
     RunNotFoundError,

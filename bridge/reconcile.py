@@ -9,21 +9,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 from bridge.apply import ApplyResult, OpResult, apply_operations, dry_run_results
 from bridge.guard import apply_removal_budget, count_managed_memberships, is_removal
+from bridge.keys import EVERYONE, UserRef
 from bridge.mapping import Mapping
 from bridge.model import CaseGroup, CreateUser, Operation, Plan, TargetState, Team, Trigger
 from bridge.planner import plan as make_plan
 from bridge.policy import Policy
-from bridge.sources.base import IdentitySource, UserRef
-from bridge.store import AuditRecord, Store
+from bridge.sources.base import IdentitySource
+from bridge.store import AuditRecord, FinishedRunStatus, Store
 from bridge.targets.base import Target
 
 log = logging.getLogger(__name__)
-
-RunStatus = Literal["succeeded", "no_changes", "dry_run", "held", "partial", "failed"]
 
 
 @dataclass
@@ -32,7 +30,7 @@ class RunReport:
 
     run_id: str | None
     plan: Plan
-    status: RunStatus
+    status: FinishedRunStatus
     results: list[OpResult] = field(default_factory=list)
     error: str | None = None
     #: Mapped group selectors Keycloak could not read (removals they could affect were kept).
@@ -174,7 +172,7 @@ class Reconciler:
         allow_removals: int | None = None,
     ) -> RunReport:
         plan, state, unreadable = self._plan_all(trigger, allow_removals)
-        return self._execute("all", plan, state, triggered_by, requested_by, unreadable)
+        return self._execute(EVERYONE, plan, state, triggered_by, requested_by, unreadable)
 
     def approve(self, run_id: str, approved_by: str) -> RunReport:
         """Apply what a held run kept back, as far as a fresh plan still wants it.
@@ -304,7 +302,7 @@ def _appeared(results: list[OpResult]) -> set[str]:
     return {r.op.email.lower() for r in results if r.error_type == "appeared"}
 
 
-def _status_of(plan: Plan, outcome: ApplyResult) -> RunStatus:
+def _status_of(plan: Plan, outcome: ApplyResult) -> FinishedRunStatus:
     if outcome.stopped_by is not None:
         return "failed" if not outcome.applied else "partial"
     if outcome.failed:

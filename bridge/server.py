@@ -15,15 +15,14 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 
 from bridge.health import Health
-from bridge.intake.events import TriggerKind
 from bridge.intake.webhook import WebhookFastPath, webhook_handler
+from bridge.keys import EVERYONE, TriggerKind, UserRef
 from bridge.mapping import Mapping
 from bridge.mapping_file import MappingError, dump_mapping, parse_mapping
 from bridge.metrics import Metrics
 from bridge.model import Mode, Trigger
 from bridge.reconcile import Reconciler
 from bridge.settings import Settings
-from bridge.sources.base import UserRef
 from bridge.store import RunAlreadyApprovedError, RunNotFoundError, RunNotHeldError, Store
 
 log = logging.getLogger(__name__)
@@ -166,7 +165,7 @@ def _admin_router(ctx: ServiceContext) -> APIRouter:
             raise HTTPException(400, "trigger must be login or reconcile")
         kind: TriggerKind
         if body.get("all") is True:
-            key, kind = "all", "reconcile" if trigger in (None, "reconcile") else "login"
+            key, kind = EVERYONE, "reconcile" if trigger in (None, "reconcile") else "login"
         elif isinstance(body.get("user"), str) and "@" in body["user"]:
             key = UserRef(email=body["user"]).key
             kind = "change" if trigger == "reconcile" else "login"

@@ -21,6 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from bridge.health import Health
 from bridge.intake.poller import EventPoller, KeycloakAdminEventReader, poll_period
+from bridge.keys import EVERYONE
 from bridge.mapping_file import MappingError, load_mapping, parse_mapping
 from bridge.metrics import Metrics
 from bridge.reconcile import Reconciler
@@ -220,7 +221,7 @@ class Service:
     def _scheduled_reconcile(self) -> None:
         if not self._is_leader():
             return
-        self.store.enqueue("all", "reconcile", source="schedule")
+        self.store.enqueue(EVERYONE, "reconcile", source="schedule")
         self.workers.wake.set()
 
     def _poll(self) -> None:

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.health import Health
+from bridge.keys import EVERYONE, UserRef
 from bridge.metrics import Metrics
 from bridge.model import Mode, Trigger
 from bridge.reconcile import Reconciler, RunReport
-from bridge.sources.base import SourceError, UserRef
+from bridge.sources.base import SourceError
 from bridge.store import QueueItem, Store
 from bridge.targets.base import TransientError, UnauthorizedError
 
@@ -139,11 +140,11 @@ class WorkerPool:
             self.metrics.source_failures.inc()
         else:
             self.health.record_success("keycloak")
-        if report is not None and item.key == "all":
+        if report is not None and item.key == EVERYONE:
             self.metrics.unreadable_groups.set(len(report.unreadable_groups))
         if report is not None:
             self.metrics.observe_run(report, kind=_kind_of(item))
-            if item.key == "all" and report.status not in ("failed", "partial"):
+            if item.key == EVERYONE and report.status not in ("failed", "partial"):
                 self.metrics.last_full_reconcile.set_to_current_time()
             stopped = report.error if report.status in ("failed", "partial") else None
             if stopped and any(r.outcome == "not_run" for r in report.results):
@@ -160,7 +161,7 @@ class WorkerPool:
     def _reconcile(self, item: QueueItem) -> RunReport | None:
         reconciler = self.reconciler()
         causes = list(item.event_ids) or [f"queue:{item.trigger}"]
-        if item.key == "all":
+        if item.key == EVERYONE:
             if self.mode() != "enhanced" and item.trigger != "login":
                 return None
             return reconciler.sync_all(
@@ -186,7 +187,7 @@ class WorkerPool:
         if kind == "all":
             try:
                 run_id = self.store.start_run(
-                    "all", "reconcile", requested_by=f"queue:{item.trigger}"
+                    EVERYONE, "reconcile", requested_by=f"queue:{item.trigger}"
                 )
                 self.store.finish_run(run_id, "failed", {"status": "failed", "error": error})
             except Exception:
@@ -200,4 +201,4 @@ class WorkerPool:
 
 
 def _kind_of(item: QueueItem) -> str:
-    return "all" if item.key == "all" else "user"
+    return "all" if item.key == EVERYONE else "user"

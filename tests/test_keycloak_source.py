@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
+from bridge.keys import UserRef
 from bridge.mapping import GroupSelector, Mapping, MappingEntry
-from bridge.sources.base import SourceError, UserRef
+from bridge.sources.base import SourceError
 from tests.fixtures.keycloak import KeycloakSandbox, TestKeycloak
 
 

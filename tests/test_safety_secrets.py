@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from bridge.keys import UserRef
 from bridge.settings import load_settings
-from bridge.sources.base import SourceError, UserRef
+from bridge.sources.base import SourceError
 from bridge.sources.keycloak import KeycloakSource
 from bridge.targets.base import TlsVerificationError
 from bridge.targets.tines import TinesTarget, tines_http

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bridge.store import EnqueueRequest, EnqueueResult, QueueItem, Store, StoreError
+from bridge.keys import EnqueueResult
+from bridge.store import EnqueueRequest, QueueItem, Store, StoreError
 from bridge.store.queue import MAX_EVENT_IDS
 
 if TYPE_CHECKING:

@@ -11,11 +11,12 @@ from typing import Literal
 
 import pytest
 
+from bridge.keys import UserRef
 from bridge.mapping_file import parse_mapping
 from bridge.model import IdpSnapshot
 from bridge.policy import Policy
 from bridge.reconcile import Reconciler
-from bridge.sources.base import SnapshotSource, UserRef
+from bridge.sources.base import SnapshotSource
 from bridge.store import Store
 from bridge.targets.tines import TinesTarget
 from tests.test_safety_support import MAPPING, idp_user, seed_tenant

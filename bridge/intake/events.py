@@ -18,14 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from bridge.keys import EVERYONE, TriggerKind, UserRef
 from bridge.model import Mode
-from bridge.sources.base import UserRef
 
 EventKind = Literal["user", "admin", "system"]
-TriggerKind = Literal["login", "change", "reconcile"]
-EnqueueResult = Literal["queued", "merged", "duplicate"]
-
-ALL_USERS_KEY = "all"
 
 LOGIN_EVENT_TYPES = frozenset(
     {"LOGIN", "IDENTITY_PROVIDER_LOGIN", "IDENTITY_PROVIDER_FIRST_LOGIN", "REGISTER"}
@@ -167,7 +163,7 @@ def triggers_for(event: KeycloakEvent, mode: Mode) -> list[TriggerRequest]:
     if change in USER_CHANGE_EVENTS:
         return [TriggerRequest(_user_key(event, "resource_path"), "change", event.email_hint)]
     if change in GROUP_CHANGE_EVENTS:
-        return [TriggerRequest(ALL_USERS_KEY, "reconcile")]
+        return [TriggerRequest(EVERYONE, "reconcile")]
     return []
 
 

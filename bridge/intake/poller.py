@@ -33,7 +33,6 @@ from keycloak import KeycloakAdmin, urls_patterns
 from keycloak.exceptions import KeycloakGetError, raise_error_from_response
 
 from bridge.intake.events import (
-    ALL_USERS_KEY,
     EventError,
     KeycloakEvent,
     TriggerSink,
@@ -42,6 +41,7 @@ from bridge.intake.events import (
     parse_rest_user_event,
     triggers_for,
 )
+from bridge.keys import EVERYONE
 from bridge.model import Mode
 
 log = logging.getLogger(__name__)
@@ -309,7 +309,7 @@ class EventPoller:
         )
         if mode == "enhanced":
             result = self._sink.enqueue(
-                ALL_USERS_KEY,
+                EVERYONE,
                 "reconcile",
                 event_id=f"event-gap:{self.cursor_name(stream)}:{last_read_ms}",
                 source=f"poll:{stream}-events",

@@ -9,44 +9,14 @@ a bulk read that fails for some mapped groups reports them in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
+from bridge.keys import UserRef
 from bridge.mapping import Mapping
 from bridge.model import IdentityView, IdpSnapshot
 
 
 class SourceError(Exception):
     """Reading the identity provider failed; the message says what and where, no secrets."""
-
-
-@dataclass(frozen=True)
-class UserRef:
-    """Who a trigger is about. Keycloak events name the user id; the CLI names an email.
-
-    `email` is also a hint remembered from earlier reads, so a user Keycloak reports as
-    deleted can still be found in the target.
-    """
-
-    user_id: str | None = None
-    email: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.user_id and not self.email:
-            raise ValueError("a user reference needs an id or an email")
-
-    @property
-    def key(self) -> str:
-        """The queue key: one entry per user, whatever the trigger said about them."""
-        return f"id:{self.user_id}" if self.user_id else f"email:{(self.email or '').lower()}"
-
-    @classmethod
-    def from_key(cls, key: str) -> UserRef:
-        kind, _, value = key.partition(":")
-        if kind == "id" and value:
-            return cls(user_id=value)
-        if kind == "email" and value:
-            return cls(email=value)
-        raise ValueError(f"not a user key: {key!r}")
 
 
 class IdentitySource(ABC):

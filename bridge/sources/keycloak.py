@@ -42,9 +42,10 @@ from keycloak.exceptions import (
 from keycloak.keycloak_admin import KeycloakAdmin
 from keycloak.openid_connection import KeycloakOpenIDConnection
 
+from bridge.keys import UserRef
 from bridge.mapping import GroupSelector, Mapping
 from bridge.model import IdentityView, IdpUser
-from bridge.sources.base import IdentitySource, SourceError, UserRef
+from bridge.sources.base import IdentitySource, SourceError
 
 Json = dict[str, Any]
 

@@ -10,26 +10,23 @@ from bridge.store.errors import (
 )
 from bridge.store.facade import DEFAULT_DATABASE_URL, Store
 from bridge.store.records import (
-    FULL_RECONCILE_KEY,
     AuditOutcome,
     AuditRecord,
     EnqueueRequest,
-    EnqueueResult,
+    FinishedRunStatus,
     MappingVersion,
     QueueEntry,
     QueueItem,
     Run,
     RunStatus,
-    TriggerKind,
 )
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
-    "FULL_RECONCILE_KEY",
     "AuditOutcome",
     "AuditRecord",
     "EnqueueRequest",
-    "EnqueueResult",
+    "FinishedRunStatus",
     "MappingVersion",
     "QueueEntry",
     "QueueItem",
@@ -41,5 +38,4 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailableError",
-    "TriggerKind",
 ]

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from bridge.keys import EnqueueResult, TriggerKind
 from bridge.store import (
     audit,
     cursors,
@@ -38,13 +39,11 @@ from bridge.store.errors import StoreUnavailableError
 from bridge.store.records import (
     AuditRecord,
     EnqueueRequest,
-    EnqueueResult,
     MappingVersion,
     QueueEntry,
     QueueItem,
     Run,
     RunStatus,
-    TriggerKind,
 )
 
 log = logging.getLogger(__name__)

@@ -33,14 +33,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bridge.keys import EVERYONE, TRIGGER_STRENGTH, EnqueueResult, TriggerKind
 from bridge.store.errors import StoreError
-from bridge.store.records import (
-    TRIGGER_STRENGTH,
-    EnqueueResult,
-    QueueEntry,
-    QueueItem,
-    TriggerKind,
-)
+from bridge.store.records import QueueEntry, QueueItem
 from bridge.store.tables import seen_events, work_queue
 
 MAX_EVENT_IDS = 50
@@ -239,7 +234,6 @@ def prune_seen_events(connection: Connection, now: float, retention: float) -> i
     return result.rowcount
 
 
-FULL_RECONCILE_KEY = "all"
 #: Serialises claims on PostgreSQL, so the exclusion below also holds between processes whose
 #: claims run at the same moment (on SQLite every write transaction is serial already).
 _CLAIM_LOCK = 0x6A697462  # "jitb"
@@ -263,7 +257,7 @@ def _conflicting_claim(now: float) -> ColumnElement[bool]:
             other.c.id != _q.id,
             other.c.claimed_by.is_not(None),
             other.c.lease_until >= now,
-            or_(_q.key == FULL_RECONCILE_KEY, other.c.key == FULL_RECONCILE_KEY),
+            or_(_q.key == EVERYONE, other.c.key == EVERYONE),
         )
         .exists()
     )

@@ -13,25 +13,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TriggerKind = Literal["login", "change", "reconcile"]
-"""Why a key was queued: a login, a change seen in an admin event, or a (scheduled) reconcile."""
+from bridge.keys import TriggerKind
 
-TRIGGER_STRENGTH: dict[str, int] = {"login": 3, "change": 2, "reconcile": 1}
-"""When triggers for one key merge, the strongest survives: a login may create the user."""
+FinishedRunStatus = Literal["succeeded", "no_changes", "dry_run", "held", "partial", "failed"]
+"""How a run ended: what a reconcile reports (`RunReport.status`) and records."""
 
-EnqueueResult = Literal["queued", "merged", "duplicate"]
-"""`queued`: a new entry; `merged`: folded into the key's waiting entry (or its re-run);
-`duplicate`: the event id was seen within the retention window, nothing was queued."""
-
-RunStatus = Literal[
-    "running", "succeeded", "no_changes", "dry_run", "failed", "partial", "held", "approved"
-]
+RunStatus = FinishedRunStatus | Literal["running", "approved"]
 """The statuses the bridge writes. The store keeps any string a caller gives, so a run written
 by a newer version still reads back."""
 
 AuditOutcome = Literal["applied", "held", "failed", "skipped", "dry_run"]
-
-FULL_RECONCILE_KEY = "all"
 
 
 @dataclass(frozen=True)
