@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bridge.model import Mode
 
@@ -30,5 +30,15 @@ class Policy(BaseModel):
     max_removals: int = Field(default=25, ge=0)
     max_removal_fraction: float = Field(default=0.10, ge=0.0, le=1.0)
 
+    @field_validator("role_precedence")
+    @classmethod
+    def _upper_roles(cls, roles: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(r.upper() for r in roles)
+
+    @field_validator("protected_users")
+    @classmethod
+    def _lower_emails(cls, emails: frozenset[str]) -> frozenset[str]:
+        return frozenset(e.strip().lower() for e in emails)
+
     def is_protected(self, email: str) -> bool:
-        return email.lower() in {p.lower() for p in self.protected_users}
+        return email.lower() in self.protected_users

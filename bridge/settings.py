@@ -12,20 +12,18 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
-    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from bridge.model import Mode
-from bridge.policy import DEFAULT_ROLE_PRECEDENCE, Policy
+from bridge.policy import Policy
 
 ENV_PREFIX = "JIT_BRIDGE_"
 SECRET_FIELDS = (
@@ -44,28 +42,19 @@ class SettingsError(Exception):
     """The settings are unusable; the message names each bad setting and where it came from."""
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, Policy):
+    """Every setting: the policy fields (inherited from `Policy`, one definition of each)
+    and where things are. `policy` hands the pure core just the policy part."""
+
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         extra="forbid",
         frozen=True,
         env_nested_delimiter=None,
+        # List settings come as JSON or comma-separated text: `_list_from_env` reads both.
+        enable_decoding=False,
     )
 
-    # -- policy (SPEC §3, §5) ---------------------------------------------------------------
-    mode: Mode = "jit"
-    manage_teams: Literal["all", "mapped"] = "all"
-    inherit_parent_groups: bool = True
-    role_precedence: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(DEFAULT_ROLE_PRECEDENCE)
-    )
-    protected_users: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    require_verified_email: bool = True
-    on_idp_user_disabled: Literal["remove_access", "deactivate", "ignore"] = "remove_access"
-    sync_profile: bool = False
-    avatar_attribute: str = "avatar"
-    max_removals: int = Field(default=25, ge=0)
-    max_removal_fraction: float = Field(default=0.10, ge=0.0, le=1.0)
     dry_run: bool = False
     reconcile_interval: int = Field(default=900, ge=0)
 
@@ -113,16 +102,6 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("role_precedence")
-    @classmethod
-    def _upper_roles(cls, roles: list[str]) -> list[str]:
-        return [r.upper() for r in roles]
-
-    @field_validator("protected_users")
-    @classmethod
-    def _lower_emails(cls, emails: list[str]) -> list[str]:
-        return [e.strip().lower() for e in emails]
-
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
@@ -153,19 +132,7 @@ class Settings(BaseSettings):
     # -- derived ---------------------------------------------------------------------------
     @property
     def policy(self) -> Policy:
-        return Policy(
-            mode=self.mode,
-            manage_teams=self.manage_teams,
-            inherit_parent_groups=self.inherit_parent_groups,
-            role_precedence=tuple(self.role_precedence),
-            protected_users=frozenset(self.protected_users),
-            require_verified_email=self.require_verified_email,
-            on_idp_user_disabled=self.on_idp_user_disabled,
-            sync_profile=self.sync_profile,
-            avatar_attribute=self.avatar_attribute,
-            max_removals=self.max_removals,
-            max_removal_fraction=self.max_removal_fraction,
-        )
+        return Policy(**{name: getattr(self, name) for name in Policy.model_fields})
 
     @property
     def listen_host(self) -> str:
@@ -188,6 +155,10 @@ class Settings(BaseSettings):
                 shown[name] = "**********" if value.get_secret_value() else ""
             elif isinstance(value, Path):
                 shown[name] = str(value)
+            elif isinstance(value, frozenset):
+                shown[name] = sorted(value)
+            elif isinstance(value, tuple):
+                shown[name] = list(value)
             else:
                 shown[name] = value
         shown["database_url"] = mask_url_password(self.database_url)

@@ -30,7 +30,7 @@ def test_defaults_follow_the_spec() -> None:
     s = load_settings()
     assert s.mode == "jit"
     assert s.manage_teams == "all"
-    assert s.role_precedence == ["TEAM_ADMIN", "EDITOR", "VIEWER"]
+    assert s.role_precedence == ("TEAM_ADMIN", "EDITOR", "VIEWER")
     assert s.max_removals == 25
     assert s.max_removal_fraction == 0.10
     assert s.reconcile_interval == 900
@@ -60,8 +60,8 @@ def test_list_settings_from_env_accept_commas_or_json(monkeypatch: pytest.Monkey
     monkeypatch.setenv("JIT_BRIDGE_PROTECTED_USERS", "a@x.com, B@x.com")
     monkeypatch.setenv("JIT_BRIDGE_ROLE_PRECEDENCE", '["team_admin", "viewer"]')
     s = load_settings()
-    assert s.protected_users == ["a@x.com", "b@x.com"]
-    assert s.role_precedence == ["TEAM_ADMIN", "VIEWER"]
+    assert s.protected_users == {"a@x.com", "b@x.com"}
+    assert s.role_precedence == ("TEAM_ADMIN", "VIEWER")
 
 
 def test_secret_from_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
