@@ -119,20 +119,17 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
-    from bridge.reconcile import Reconciler
-    from bridge.wiring import build_source, build_target, open_store, read_mapping
+    from bridge.wiring import build_reconciler, open_store, read_mapping
 
     trigger = _trigger(args)
     mapping = read_mapping(settings, args.mapping)
     store = open_store(settings)
-    dry = args.dry_run or settings.dry_run
-    reconciler = Reconciler(
-        policy=settings.policy,
-        mapping=lambda: mapping,
-        source=build_source(settings, args.idp_snapshot),
-        target=build_target(settings, dry_run=dry),
+    reconciler = build_reconciler(
+        settings,
+        lambda: mapping,
         store=store,
-        dry_run=dry,
+        dry_run=args.dry_run,
+        idp_snapshot=args.idp_snapshot,
     )
     try:
         if args.all:
@@ -220,18 +217,13 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
-    from bridge.reconcile import Reconciler
-    from bridge.wiring import build_source, build_target, open_store, read_mapping
+    from bridge.wiring import build_reconciler, open_store, read_mapping
 
     mapping = read_mapping(settings, args.mapping)
     store = open_store(settings)
     try:
-        reconciler = Reconciler(
-            policy=settings.policy,
-            mapping=lambda: mapping,
-            source=build_source(settings, args.idp_snapshot),
-            target=build_target(settings),
-            store=store,
+        reconciler = build_reconciler(
+            settings, lambda: mapping, store=store, idp_snapshot=args.idp_snapshot
         )
         report = reconciler.approve(args.run_id, approved_by="cli")
     except (LookupError, RunNotFoundError, RunNotHeldError, RunAlreadyApprovedError) as exc:
@@ -261,10 +253,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _make_plan(args: argparse.Namespace, settings: Settings, trigger: Trigger) -> Plan:
-    from bridge.reconcile import Reconciler
     from bridge.sources.base import SnapshotSource
     from bridge.targets.snapshot import SnapshotTarget
     from bridge.wiring import (
+        build_reconciler,
         build_source,
         build_target,
         read_idp_snapshot,
@@ -281,9 +273,7 @@ def _make_plan(args: argparse.Namespace, settings: Settings, trigger: Trigger) -
     else:
         source = build_source(settings, args.idp_snapshot)
         target = build_target(settings, dry_run=True)
-    reconciler = Reconciler(
-        policy=settings.policy, mapping=lambda: mapping, source=source, target=target
-    )
+    reconciler = build_reconciler(settings, lambda: mapping, source=source, target=target)
     if args.all:
         return reconciler.plan_all(trigger, args.allow_removals)[0]
     return reconciler.plan_user(UserRef(email=args.user), trigger)[0]

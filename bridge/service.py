@@ -30,7 +30,13 @@ from bridge.settings import Settings
 from bridge.sources.base import IdentitySource
 from bridge.store import Store
 from bridge.targets.base import Target
-from bridge.wiring import build_source, build_target, mapping_path, open_store
+from bridge.wiring import (
+    build_reconciler,
+    build_source,
+    build_target,
+    mapping_path,
+    open_store,
+)
 from bridge.worker import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -97,14 +103,9 @@ class Service:
         metrics, health = Metrics(), Health()
 
         def reconciler(dry_run: bool = False) -> Reconciler:
-            return Reconciler(
-                policy=settings.policy,
-                mapping=holder.get,
-                source=source,
-                target=build_target(settings, dry_run=True) if dry_run else target,
-                store=None if dry_run else store,
-                dry_run=dry_run or settings.dry_run,
-            )
+            if dry_run:  # a plan: a target that refuses writes, nothing recorded
+                return build_reconciler(settings, holder.get, source=source, dry_run=True)
+            return build_reconciler(settings, holder.get, source=source, target=target, store=store)
 
         workers = WorkerPool(
             store=store,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bridge.mapping import Mapping
 from bridge.mapping_file import load_mapping
@@ -11,6 +13,9 @@ from bridge.settings import Settings, SettingsError
 from bridge.sources.base import IdentitySource, SnapshotSource
 from bridge.store import Store
 from bridge.targets.base import Target
+
+if TYPE_CHECKING:
+    from bridge.reconcile import Reconciler
 
 
 def mapping_path(settings: Settings, override: Path | None) -> Path:
@@ -87,6 +92,33 @@ def build_target(settings: Settings, *, dry_run: bool = False) -> Target:
         dry_run=dry,
         verify_tls=settings.verify_tls,
         timeout=settings.request_timeout,
+    )
+
+
+def build_reconciler(
+    settings: Settings,
+    mapping: Callable[[], Mapping],
+    *,
+    source: IdentitySource | None = None,
+    target: Target | None = None,
+    store: Store | None = None,
+    dry_run: bool = False,
+    idp_snapshot: Path | None = None,
+) -> Reconciler:
+    """The one way a Reconciler is made, for the CLI and the service alike: the policy from
+    the settings; a dry run when asked for or set (then a target built here refuses writes);
+    the source and target built from the settings unless given. Without a store nothing is
+    recorded (plans)."""
+    from bridge.reconcile import Reconciler
+
+    dry = dry_run or settings.dry_run
+    return Reconciler(
+        policy=settings.policy,
+        mapping=mapping,
+        source=source if source is not None else build_source(settings, idp_snapshot),
+        target=target if target is not None else build_target(settings, dry_run=dry),
+        store=store,
+        dry_run=dry,
     )
 
 
