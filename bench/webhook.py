@@ -37,9 +37,10 @@ def serve(database_url: str, port: int, synchronous: str) -> None:
     """The server process: the product's app and store, nothing else running."""
     import uvicorn
 
+    from bridge.app_state import MappingHolder, ServiceContext
     from bridge.health import Health
     from bridge.metrics import Metrics
-    from bridge.server import MappingHolder, ServiceContext, create_app
+    from bridge.server import create_app
     from bridge.settings import Settings
     from bridge.store import Store
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,72 +11,14 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Respons
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 
-from bridge.health import Health
+from bridge.app_state import ServiceContext
 from bridge.intake.webhook import WebhookFastPath, webhook_handler
 from bridge.keys import EVERYONE, TriggerKind, UserRef
-from bridge.mapping import Mapping
 from bridge.mapping_file import MappingError, dump_mapping, parse_mapping
-from bridge.metrics import Metrics
-from bridge.model import Mode, Trigger
-from bridge.reconcile import Reconciler
-from bridge.settings import Settings
-from bridge.store import RunAlreadyApprovedError, RunNotFoundError, RunNotHeldError, Store
+from bridge.model import Trigger
+from bridge.store import RunAlreadyApprovedError, RunNotFoundError, RunNotHeldError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class MappingHolder:
-    """The mapping in force. A bad replacement is refused; the last good one stays."""
-
-    mapping: Mapping
-    version: int | None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def get(self) -> Mapping:
-        with self._lock:
-            return self.mapping
-
-    def replace(self, mapping: Mapping, version: int) -> None:
-        with self._lock:
-            self.mapping, self.version = mapping, version
-
-
-@dataclass
-class ServiceContext:
-    settings: Settings
-    store: Store
-    mappings: MappingHolder
-    metrics: Metrics
-    health: Health
-    reconciler: Callable[..., Reconciler]
-    wake_workers: Callable[[], None]
-    readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
-
-    def mode(self) -> Mode:
-        return self.settings.mode
-
-
-class _WakingSink:
-    """The queue as the intake sees it: enqueue durably, then wake a worker at once."""
-
-    def __init__(self, store: Store, wake: Callable[[], None]) -> None:
-        self._store, self._wake = store, wake
-
-    def enqueue(
-        self,
-        key: str,
-        trigger: TriggerKind,
-        *,
-        event_id: str | None = None,
-        source: str | None = None,
-        email_hint: str | None = None,
-    ) -> str:
-        result = self._store.enqueue(
-            key, trigger, event_id=event_id, source=source, email_hint=email_hint
-        )
-        self._wake()
-        return str(result)
 
 
 def create_app(ctx: ServiceContext) -> ASGIApp:
@@ -90,7 +29,7 @@ def create_app(ctx: ServiceContext) -> ASGIApp:
     handler = None
     if secret:
         handler = webhook_handler(
-            _WakingSink(ctx.store, ctx.wake_workers),
+            ctx,
             secret=secret,
             mode_provider=ctx.mode,
             metrics=ctx.metrics,
@@ -171,9 +110,8 @@ def _admin_router(ctx: ServiceContext) -> APIRouter:
             kind = "change" if trigger == "reconcile" else "login"
         else:
             raise HTTPException(400, 'body must be {"user": EMAIL} or {"all": true}')
-        result = ctx.store.enqueue(key, kind, source="admin-api")
-        ctx.wake_workers()
-        return {"queued": key, "result": str(result)}
+        result = ctx.enqueue(key, kind, source="admin-api")
+        return {"queued": key, "result": result}
 
     @router.get("/plan")
     def plan(user: str | None = None, all: bool = False, trigger: str | None = None) -> Response:

@@ -19,13 +19,14 @@ from typing import Any
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bridge.app_state import MappingHolder, ServiceContext
 from bridge.health import Health
 from bridge.intake.poller import EventPoller, KeycloakAdminEventReader, poll_period
 from bridge.keys import EVERYONE
 from bridge.mapping_file import MappingError, load_mapping, parse_mapping
 from bridge.metrics import Metrics
 from bridge.reconcile import Reconciler
-from bridge.server import MappingHolder, ServiceContext, create_app
+from bridge.server import create_app
 from bridge.settings import Settings
 from bridge.sources.base import IdentitySource
 from bridge.store import Store
@@ -135,7 +136,7 @@ class Service:
             scheduler=BackgroundScheduler(timezone="UTC"),
             holder_id=f"{socket.gethostname()}:{os.getpid()}",
         )
-        service.poller = _build_poller(settings, store)
+        service.poller = _build_poller(settings, context)
         return service
 
     def start_background(self) -> None:
@@ -222,8 +223,7 @@ class Service:
     def _scheduled_reconcile(self) -> None:
         if not self._is_leader():
             return
-        self.store.enqueue(EVERYONE, "reconcile", source="schedule")
-        self.workers.wake.set()
+        self.context.enqueue(EVERYONE, "reconcile", source="schedule")
 
     def _poll(self) -> None:
         if self.poller is None or not self._is_leader():
@@ -242,8 +242,6 @@ class Service:
         else:
             self.context.health.record_success("keycloak")
         self.context.metrics.events_polled.inc(result.events_read)
-        if result.triggers_queued:
-            self.workers.wake.set()
 
 
 def _readiness_checks(source: IdentitySource, target: Target) -> dict[str, Any]:
@@ -255,9 +253,10 @@ def _readiness_checks(source: IdentitySource, target: Target) -> dict[str, Any]:
     return checks
 
 
-def _build_poller(settings: Settings, store: Store) -> EventPoller | None:
+def _build_poller(settings: Settings, context: ServiceContext) -> EventPoller | None:
     """The event-store poller, on a Keycloak admin connection of its own (the service
-    account needs `view-events`). Settings were checked when the source was built."""
+    account needs `view-events`), queueing through the context so a worker wakes at once.
+    Settings were checked when the source was built."""
     if not settings.poll_events:
         return None
     from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
@@ -272,8 +271,8 @@ def _build_poller(settings: Settings, store: Store) -> EventPoller | None:
     )
     return EventPoller(
         KeycloakAdminEventReader(KeycloakAdmin(connection=connection)),
-        store,
-        store,
+        context,
+        context.store,
         realm=settings.keycloak_realm or "",
         mode_provider=lambda: settings.mode,
     )
