@@ -92,8 +92,8 @@ def _admin_router(ctx: ServiceContext) -> APIRouter:
             "in_progress": sum(1 for e in ctx.store.queue_items() if e.claimed_by),
             "dependencies": ctx.health.snapshot(),
             "failing": ctx.health.failing(),
-            "held_runs": [_run_json(r) for r in ctx.store.list_runs(limit=20, status="held")],
-            "recent_runs": [_run_json(r) for r in ctx.store.list_runs(limit=20)],
+            "held_runs": [r.to_json() for r in ctx.store.list_runs(limit=20, status="held")],
+            "recent_runs": [r.to_json() for r in ctx.store.list_runs(limit=20)],
         }
 
     @router.post("/sync", status_code=202)
@@ -181,11 +181,3 @@ async def _json_object(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise HTTPException(400, "body must be a JSON object")
     return body
-
-
-def _run_json(run: Any) -> dict[str, Any]:
-    to_json = getattr(run, "to_json", None)
-    if callable(to_json):
-        result: dict[str, Any] = to_json()
-        return result
-    return dict(vars(run))

@@ -22,12 +22,4 @@ def check_against_target(mapping: Mapping, target: Target) -> list[str]:
                 f"{pointer}/case_group_name: case group '{entry.case_group}' does not exist "
                 f"in team '{entry.team}'"
             )
-    known_roles = getattr(target, "list_roles", None)
-    if callable(known_roles):
-        roles = set(known_roles())
-        problems += [
-            f"/mappings/{e.number - 1}/role_name: role '{e.role}' does not exist in the target"
-            for e in mapping.entries
-            if e.role not in roles
-        ]
     return problems
