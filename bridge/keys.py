@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bridge.model import Mode, Trigger
+
 EVERYONE = "all"
 """The queue key of a full reconcile: every user of the realm and of the target."""
 
@@ -18,6 +20,20 @@ TriggerKind = Literal["login", "change", "reconcile"]
 
 TRIGGER_STRENGTH: dict[str, int] = {"login": 3, "change": 2, "reconcile": 1}
 """When triggers for one key merge, the strongest survives: a login may create the user."""
+
+
+def acts_on(mode: Mode, trigger: TriggerKind) -> bool:
+    """The jit rule, decided here and nowhere else: jit acts only on logins (it creates who
+    logs in and changes nobody else); enhanced acts on every trigger. A trigger it does not
+    act on is not queued, not read for, and plans nothing."""
+    return mode == "enhanced" or trigger == "login"
+
+
+def plan_trigger(trigger: TriggerKind) -> Trigger:
+    """What a queued trigger plans as: a login as a login, anything else as a reconcile. With
+    `EVERYONE`, a login plans "as if everyone logged in now"."""
+    return "login" if trigger == "login" else "reconcile"
+
 
 EnqueueResult = Literal["queued", "merged", "duplicate"]
 """`queued`: a new entry; `merged`: folded into the key's waiting entry (or its re-run);

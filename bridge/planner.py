@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from bridge.keys import acts_on
 from bridge.mapping import Mapping
 from bridge.model import (
     ActivateUser,
@@ -511,7 +512,7 @@ def plan(
     login finishes it (adds what it grants and the target lacks).
     """
     empty = Plan(mode=policy.mode, trigger=trigger)
-    if policy.mode == "jit" and trigger != "login":
+    if not acts_on(policy.mode, trigger):
         return empty
     in_scope = None if scope is None else {e.lower() for e in scope}
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.health import Health
-from bridge.keys import EVERYONE, UserRef
+from bridge.keys import EVERYONE, UserRef, acts_on, plan_trigger
 from bridge.metrics import Metrics
-from bridge.model import Mode, Trigger
+from bridge.model import Mode
 from bridge.reconcile import Reconciler, RunReport
 from bridge.sources.base import SourceError
 from bridge.store import QueueItem, Store
@@ -159,20 +159,18 @@ class WorkerPool:
         self.store.complete(item)
 
     def _reconcile(self, item: QueueItem) -> RunReport | None:
+        if not acts_on(self.mode(), item.trigger):
+            return None  # nothing to read: the plan would be empty
         reconciler = self.reconciler()
         causes = list(item.event_ids) or [f"queue:{item.trigger}"]
+        trigger = plan_trigger(item.trigger)
         if item.key == EVERYONE:
-            if self.mode() != "enhanced" and item.trigger != "login":
-                return None
             return reconciler.sync_all(
-                "reconcile", triggered_by=causes, requested_by=f"queue:{item.trigger}"
+                trigger, triggered_by=causes, requested_by=f"queue:{item.trigger}"
             )
         ref = UserRef.from_key(item.key)
         if ref.email is None and item.email_hint:
             ref = UserRef(user_id=ref.user_id, email=item.email_hint)
-        trigger: Trigger = "login" if item.trigger == "login" else "reconcile"
-        if self.mode() == "jit" and trigger != "login":
-            return None
         return reconciler.sync_user(
             ref, trigger, triggered_by=causes, requested_by=f"queue:{item.trigger}"
         )

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from bridge.keys import EVERYONE, TriggerKind, UserRef
+from bridge.keys import EVERYONE, TriggerKind, UserRef, acts_on
 from bridge.model import Mode
 
 EventKind = Literal["user", "admin", "system"]
@@ -157,7 +157,7 @@ def triggers_for(event: KeycloakEvent, mode: Mode) -> list[TriggerRequest]:
         if event.type not in LOGIN_EVENT_TYPES:
             return []
         return [TriggerRequest(_user_key(event, "user_id"), "login", event.email_hint)]
-    if event.kind != "admin" or mode != "enhanced":
+    if event.kind != "admin" or not acts_on(mode, "change"):
         return []
     change = (event.resource_type or "", event.operation or "")
     if change in USER_CHANGE_EVENTS:

@@ -41,7 +41,7 @@ from bridge.intake.events import (
     parse_rest_user_event,
     triggers_for,
 )
-from bridge.keys import EVERYONE
+from bridge.keys import EVERYONE, acts_on
 from bridge.model import Mode
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,8 @@ class EventPoller:
         is reported in `errors`; the other stream is still read."""
         mode = self._mode_provider()
         tally = _Tally()
-        streams: list[StreamName] = ["user", "admin"] if mode == "enhanced" else ["user"]
+        # Admin events ask only for changes and full reconciles.
+        streams: list[StreamName] = ["user", "admin"] if acts_on(mode, "change") else ["user"]
         for stream in streams:
             try:
                 self._poll_stream(stream, mode, tally)
@@ -305,9 +306,9 @@ class EventPoller:
             self._realm,
             (now_ms - last_read_ms) // 1000,
             expiration_ms // 1000,
-            "; queueing a full reconcile" if mode == "enhanced" else "",
+            "; queueing a full reconcile" if acts_on(mode, "reconcile") else "",
         )
-        if mode == "enhanced":
+        if acts_on(mode, "reconcile"):
             result = self._sink.enqueue(
                 EVERYONE,
                 "reconcile",
