@@ -13,24 +13,15 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+# Only what parsing the command line needs is imported here: each command imports what it
+# uses, so `--help` or an offline `plan` never loads the web, database or HTTP stacks.
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
-from bridge.keys import UserRef
-from bridge.mapping_file import MappingError
-from bridge.model import Plan, TargetState, Trigger
-from bridge.settings import Settings, SettingsError, load_settings
-from bridge.sources.base import SourceError
-from bridge.store.errors import (
-    RunAlreadyApprovedError,
-    RunNotFoundError,
-    RunNotHeldError,
-    StoreError,
-)
-from bridge.targets.base import TargetError
-from bridge.wiring import SnapshotError
+    from bridge.model import Plan, Trigger
+    from bridge.settings import Settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_HELD, EXIT_CHANGES = 0, 1, 2, 3, 4
 
@@ -45,6 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return EXIT_USAGE
+    from pydantic import ValidationError
+
+    from bridge.mapping_file import MappingError
+    from bridge.settings import SettingsError, load_settings
+    from bridge.sources.base import SourceError
+    from bridge.targets.base import TargetError
+    from bridge.wiring import SnapshotError
+
     try:
         settings = load_settings(args.settings)
         logging.basicConfig(
@@ -66,13 +65,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SourceError, TargetError) as exc:
         _err(f"{type(exc).__name__}: {exc}")
         return EXIT_FAILURE
-    except (StoreError, SQLAlchemyError) as exc:
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if not isinstance(exc, _store_errors()):
+            raise
         # The driver's own words, first line only: never the URL (it may hold a password).
         cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         _err(f"the state store (database_url) is unusable: {cause}")
         return EXIT_FAILURE
-    except KeyboardInterrupt:
-        return 130
+
+
+def _store_errors() -> tuple[type[Exception], ...]:
+    """The state store's errors and SQLAlchemy's, if they were imported: an exception of a
+    class can only exist once its module is loaded, and a command that never opened the store
+    should not load SQLAlchemy just to name its errors."""
+    found: list[type[Exception]] = []
+    store = sys.modules.get("bridge.store.errors")
+    if store is not None:
+        found.append(store.StoreError)
+    sqlalchemy = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy is not None:
+        found.append(sqlalchemy.SQLAlchemyError)
+    return tuple(found)
 
 
 # -- commands ----------------------------------------------------------------------------
@@ -119,6 +134,7 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.keys import UserRef
     from bridge.wiring import build_reconciler, open_store, read_mapping
 
     trigger = _trigger(args)
@@ -152,6 +168,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.keys import UserRef
     from bridge.resolve import explain
     from bridge.wiring import build_source, read_mapping
 
@@ -170,7 +187,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> int:
-    from bridge.model import IdpSnapshot
+    from bridge.model import IdpSnapshot, TargetState
     from bridge.wiring import build_source, build_target, read_mapping
 
     if args.side == "idp":
@@ -217,6 +234,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.store.errors import RunAlreadyApprovedError, RunNotFoundError, RunNotHeldError
     from bridge.wiring import build_reconciler, open_store, read_mapping
 
     mapping = read_mapping(settings, args.mapping)
@@ -253,6 +271,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _make_plan(args: argparse.Namespace, settings: Settings, trigger: Trigger) -> Plan:
+    from bridge.gcpause import paused_gc
+
+    with paused_gc():  # reading the snapshots and planning build one large object graph
+        return _plan_from(args, settings, trigger)
+
+
+def _plan_from(args: argparse.Namespace, settings: Settings, trigger: Trigger) -> Plan:
+    from bridge.keys import UserRef
     from bridge.sources.base import SnapshotSource
     from bridge.targets.snapshot import SnapshotTarget
     from bridge.wiring import (

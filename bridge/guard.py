@@ -22,7 +22,6 @@ from bridge.model import (
     SetTenantPermissions,
     TargetState,
 )
-from bridge.planner import target_memberships
 from bridge.policy import Policy
 from bridge.resolve import is_downgrade
 
@@ -95,10 +94,10 @@ def count_managed_memberships(mapping: Mapping, policy: Policy, target: TargetSt
     """
     protected = {u.id for u in target.users if policy.is_protected(u.email)}
     mapped = mapping.managed_teams()
-    return sum(
-        1
-        for user_id, held in target_memberships(target).items()
-        if user_id not in protected
-        for team, _ in held
-        if policy.manage_teams == "all" or team in mapped
-    )
+    held: set[tuple[str, str, str | None]] = set()
+    for team in target.teams:
+        if policy.manage_teams == "all" or team.name in mapped:
+            held.update((m.user_id, team.name, None) for m in team.members)
+            for group in team.case_groups:
+                held.update((m.user_id, team.name, group.name) for m in group.members)
+    return sum(1 for user_id, _, _ in held if user_id not in protected)

@@ -7,6 +7,8 @@ Tines-compatible JSON (legacy keys, JSON-pointer errors, the JSON Schema) lives 
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -18,8 +20,23 @@ SelectorKind = Literal["name", "path", "realm_role", "client_role"]
 
 def ancestor_paths(path: str) -> list[str]:
     """`/Eng/SRE/Oncall` → `['/Eng', '/Eng/SRE', '/Eng/SRE/Oncall']`."""
+    return list(_ancestors(path))
+
+
+@lru_cache(maxsize=1 << 16)
+def _ancestors(path: str) -> tuple[str, ...]:
     parts = [p for p in path.split("/") if p]
-    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+    return tuple("/" + "/".join(parts[: i + 1]) for i in range(len(parts)))
+
+
+def user_paths(user: IdpUser, inherit_parent_groups: bool) -> frozenset[str]:
+    """The group paths `user` is a member of: the direct ones, and with inheritance every
+    ancestor of them (a member of `/Eng/SRE` is a member of `/Eng`)."""
+    if not inherit_parent_groups:
+        return frozenset(user.groups)
+    if len(user.groups) == 1:
+        return frozenset(_ancestors(user.groups[0]))
+    return frozenset(path for direct in user.groups for path in _ancestors(direct))
 
 
 class GroupSelector(BaseModel):
@@ -61,14 +78,17 @@ class GroupSelector(BaseModel):
         member of `/Eng`, so `/Eng` (or plain `Eng`) matches through `/Eng/SRE`; the path
         returned is the one that matched (`/Eng`), which is what `because` should name.
         """
+        if self.kind in ("realm_role", "client_role"):
+            return self.matching_paths(frozenset(), user)
+        return self.matching_paths(user_paths(user, inherit_parent_groups), user)
+
+    def matching_paths(self, paths: AbstractSet[str], user: IdpUser) -> list[str]:
+        """`matching_groups` for a user whose group paths (`user_paths`) are known already."""
         if self.kind == "realm_role":
             return [f"realm-role:{self.name}"] if self.name in user.realm_roles else []
         if self.kind == "client_role":
             roles = user.client_roles.get(self.client or "", [])
             return [self.raw] if self.name in roles else []
-        paths: set[str] = set()
-        for direct in user.groups:
-            paths.update(ancestor_paths(direct) if inherit_parent_groups else [direct])
         if self.kind == "path":
             return [self.name] if self.name in paths else []
         return sorted(p for p in paths if p.rsplit("/", 1)[-1] == self.name)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from bridge.keys import acts_on
 from bridge.mapping import Mapping
@@ -50,7 +51,13 @@ from bridge.model import (
     UpdateProfile,
 )
 from bridge.policy import Policy
-from bridge.resolve import DesiredAccess, MembershipKey, desired_access, is_downgrade
+from bridge.resolve import (
+    DesiredAccess,
+    DesiredAccessMemo,
+    MembershipKey,
+    desired_access,
+    is_downgrade,
+)
 
 NOT_GRANTED = "no mapped group grants this"
 LAST_OWNER = "last tenant owner"
@@ -119,6 +126,8 @@ class _Context:
     policy: Policy
     unreadable: _Unreadable
     trigger: Trigger
+    #: A user's desired access: `desired_access`, memoised per combination of groups and roles.
+    desired: Callable[[IdpUser], DesiredAccess]
     #: Emails whose first login began and did not finish (bridge.store.first_logins).
     unfinished: frozenset[str] = frozenset()
 
@@ -139,7 +148,7 @@ def _skip(email: str, reason: str) -> _UserPlan:
 
 def _new_user(ctx: _Context, email: str, user: IdpUser) -> list[Operation]:
     """create_user, then everything the mapping grants: the whole of JIT's first login."""
-    desired = desired_access(ctx.mapping, ctx.policy, user)
+    desired = ctx.desired(user)
     avatars = user.attributes.get(ctx.policy.avatar_attribute, [])
     ops: list[Operation] = [
         CreateUser(
@@ -269,6 +278,8 @@ def _permission_change(
     ctx: _Context, email: str, desired: DesiredAccess, current: TargetUser, gone: str | None
 ) -> _UserPlan:
     result = _UserPlan(operations=[], skipped=[])
+    if not desired.permissions and not current.tenant_permissions:
+        return result  # nothing to add, nothing to remove: the common case, kept cheap
     have = set(current.tenant_permissions)
     add = sorted(set(desired.permissions) - have)
     remove = []
@@ -316,7 +327,7 @@ def _existing_user(
         return _skip(email, f"{gone}; on_idp_user_disabled = ignore")
     desired = DesiredAccess()
     if user is not None and not gone:
-        desired = desired_access(ctx.mapping, policy, user)
+        desired = ctx.desired(user)
 
     result = _UserPlan(operations=[], skipped=[])
     manages_active = policy.on_idp_user_disabled == "deactivate"
@@ -504,12 +515,16 @@ def plan(
     trigger: Trigger,
     scope: frozenset[str] | None,
     unfinished: frozenset[str] = frozenset(),
+    *,
+    share_desired: bool = True,
 ) -> Plan:
     """What a sync would do. `scope` None plans for everyone; otherwise for those lower-case emails.
 
     Users outside the scope are not considered at all. In jit mode only a login trigger plans
     anything. `unfinished`: emails whose first login began and did not finish; in jit mode a
-    login finishes it (adds what it grants and the target lacks).
+    login finishes it (adds what it grants and the target lacks). `share_desired` False
+    resolves every user on their own instead of once per combination of groups and roles
+    (the same plan, slower: the reference the memo is tested against).
     """
     empty = Plan(mode=policy.mode, trigger=trigger)
     if not acts_on(policy.mode, trigger):
@@ -524,7 +539,12 @@ def plan(
     deleted = {e.lower() for e in identity.deleted_users}
     users = target_users_by_email(target)
     memberships = target_memberships(target)
-    ctx = _Context(mapping, policy, _Unreadable.of(mapping, identity), trigger, unfinished)
+    desired: Callable[[IdpUser], DesiredAccess] = (
+        DesiredAccessMemo(mapping, policy)
+        if share_desired
+        else partial(desired_access, mapping, policy)
+    )
+    ctx = _Context(mapping, policy, _Unreadable.of(mapping, identity), trigger, desired, unfinished)
     target_only_known = identity.complete and scope is None
 
     by_email: dict[str, _UserPlan] = {}

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bridge.apply import ApplyResult, OpResult, apply_operations, dry_run_results
+from bridge.gcpause import paused_gc
 from bridge.guard import apply_removal_budget, count_managed_memberships, is_removal
 from bridge.keys import EVERYONE, UserRef
 from bridge.mapping import Mapping
@@ -18,8 +20,10 @@ from bridge.model import CaseGroup, CreateUser, Operation, Plan, TargetState, Te
 from bridge.planner import plan as make_plan
 from bridge.policy import Policy
 from bridge.sources.base import IdentitySource
-from bridge.store import AuditRecord, FinishedRunStatus, Store
 from bridge.targets.base import Target
+
+if TYPE_CHECKING:  # an offline plan runs without the store (SQLAlchemy, Alembic)
+    from bridge.store import FinishedRunStatus, Store
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +129,12 @@ class Reconciler:
         self, trigger: Trigger, allow_removals: int | None
     ) -> tuple[Plan, TargetState, dict[str, str]]:
         mapping = self._mapping()
-        identity = self.source.read_all(mapping)
-        state = self.target.read_state()
-        plan = make_plan(mapping, self.policy, identity, state, trigger, None)
-        managed = count_managed_memberships(mapping, self.policy, state)
-        budgeted = apply_removal_budget(plan, self.policy, managed, allow_removals)
+        with paused_gc():
+            identity = self.source.read_all(mapping)
+            state = self.target.read_state()
+            plan = make_plan(mapping, self.policy, identity, state, trigger, None)
+            managed = count_managed_memberships(mapping, self.policy, state)
+            budgeted = apply_removal_budget(plan, self.policy, managed, allow_removals)
         return budgeted, state, identity.unreadable_groups
 
     @property
@@ -278,6 +283,8 @@ class Reconciler:
     def _audit(self, run_id: str, cause: str, records: list[OpResult]) -> None:
         if self.store is None:
             return
+        from bridge.store import AuditRecord
+
         for result in records:
             op = result.op
             self.store.record_audit(

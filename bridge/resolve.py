@@ -13,13 +13,17 @@ operator can see every group that would have to go before the role changes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
-from bridge.mapping import GroupSelector, Mapping, MappingEntry, ancestor_paths
+from bridge.mapping import GroupSelector, Mapping, MappingEntry, user_paths
 from bridge.model import IdpUser
 from bridge.policy import Policy
 
 MembershipKey = tuple[str, str | None]
 """(team name, case group name or None for the team itself)."""
+
+AccessKey = tuple[frozenset[str], frozenset[str], frozenset[tuple[str, frozenset[str]]]]
+"""What a user's desired access depends on: (group paths, realm roles, client roles)."""
 
 
 def role_rank(role: str, precedence: tuple[str, ...]) -> int:
@@ -144,16 +148,23 @@ class _EntryIndex:
                 index.by_role.append(entry)
         return index
 
-    def candidates(self, user: IdpUser, policy: Policy) -> list[MappingEntry]:
-        """Entries that may match `user`, in file order; `_matches` decides."""
-        paths: set[str] = set()
-        for direct in user.groups:
-            paths.update(ancestor_paths(direct) if policy.inherit_parent_groups else [direct])
-        found = list(self.by_role)
+    def matches(self, user: IdpUser, paths: frozenset[str]) -> list[tuple[MappingEntry, list[str]]]:
+        """The entries that match `user` (whose group paths are `paths`), in file order,
+        each with what it matched through (as `GroupSelector.matching_paths` would say)."""
+        found: dict[int, tuple[MappingEntry, list[str]]] = {}
+        for entry in self.by_role:
+            through = entry.group.matching_paths(paths, user)
+            if through:
+                found[entry.number] = (entry, through)
         for path in paths:
-            found += self.by_path.get(path, ())
-            found += self.by_name.get(path.rsplit("/", 1)[-1], ())
-        return sorted({e.number: e for e in found}.values(), key=lambda e: e.number)
+            for entry in self.by_path.get(path, ()):
+                found[entry.number] = (entry, [path])
+            for entry in self.by_name.get(path.rsplit("/", 1)[-1], ()):
+                found.setdefault(entry.number, (entry, []))[1].append(path)
+        for entry, through in found.values():
+            if entry.group.kind == "name":
+                through.sort()
+        return [found[number] for number in sorted(found)]
 
 
 _last_index: _EntryIndex | None = None
@@ -171,26 +182,30 @@ def _index_for(mapping: Mapping) -> _EntryIndex:
 def _winner(candidates: list[tuple[MappingEntry, list[str]]], policy: Policy) -> MappingEntry:
     return min(
         (entry for entry, _ in candidates),
-        key=lambda e: (role_rank(e.role, policy.role_precedence), e.number),
+        key=lambda e: (_rank(e.role, policy.role_precedence), e.number),
     )
 
 
+@lru_cache(maxsize=1024)
+def _rank(role: str, precedence: tuple[str, ...]) -> int:
+    return role_rank(role, precedence)
+
+
 def _membership_candidates(
-    mapping: Mapping, policy: Policy, user: IdpUser
+    mapping: Mapping, policy: Policy, user: IdpUser, paths: frozenset[str]
 ) -> dict[MembershipKey, list[tuple[MappingEntry, list[str]]]]:
     """Matching entries with the paths they matched through, grouped by membership, file order."""
     found: dict[MembershipKey, list[tuple[MappingEntry, list[str]]]] = {}
-    for entry in _index_for(mapping).candidates(user, policy):
-        through = _matches(entry.group, user, policy)
-        if through:
-            found.setdefault((entry.team, entry.case_group), []).append((entry, through))
+    for entry, through in _index_for(mapping).matches(user, paths):
+        found.setdefault((entry.team, entry.case_group), []).append((entry, through))
     return found
 
 
 def desired_access(mapping: Mapping, policy: Policy, user: IdpUser) -> DesiredAccess:
     """The memberships, tenant-owner flag and tenant permissions the mapping grants `user`."""
+    paths = user_paths(user, policy.inherit_parent_groups)
     memberships: dict[MembershipKey, DesiredMembership] = {}
-    for key, candidates in _membership_candidates(mapping, policy, user).items():
+    for key, candidates in _membership_candidates(mapping, policy, user, paths).items():
         won = _winner(candidates, policy)
         because = tuple(
             f"{describe_source(path)} → mapping {entry.number}"
@@ -203,12 +218,12 @@ def desired_access(mapping: Mapping, policy: Policy, user: IdpUser) -> DesiredAc
     owner_because = tuple(
         describe_source(path)
         for selector in mapping.tenant_owner_groups
-        for path in _matches(selector, user, policy)
+        for path in selector.matching_paths(paths, user)
     )
 
     permissions: dict[str, list[str]] = {}
     for grant in sorted(mapping.tenant_permissions, key=lambda g: g.number):
-        for path in _matches(grant.group, user, policy):
+        for path in grant.group.matching_paths(paths, user):
             for permission in grant.permissions:
                 permissions.setdefault(permission, []).append(describe_source(path))
 
@@ -218,6 +233,46 @@ def desired_access(mapping: Mapping, policy: Policy, user: IdpUser) -> DesiredAc
         owner_because=owner_because,
         permissions={p: tuple(dict.fromkeys(b)) for p, b in permissions.items()},
     )
+
+
+def access_key(user: IdpUser) -> AccessKey:
+    """The part of `user` that `desired_access` reads, order and repeats aside: two users
+    with the same key are granted exactly the same (selectors only ask whether a path or
+    role is among the user's)."""
+    return (
+        frozenset(user.groups),
+        frozenset(user.realm_roles),
+        frozenset(
+            (client, frozenset(roles)) for client, roles in user.client_roles.items() if roles
+        ),
+    )
+
+
+class DesiredAccessMemo:
+    """`desired_access` computed once per distinct (group paths, realm roles, client roles)
+    and shared by every user who has that combination.
+
+    A full plan resolves every user, but people in one department mostly share their groups
+    and roles, so there are far fewer combinations than users and resolving costs the
+    combinations, not the users. Still pure: the memo lives as long as one plan, for one
+    (mapping, policy). The results are shared, so callers must not change them.
+    """
+
+    def __init__(self, mapping: Mapping, policy: Policy) -> None:
+        self.mapping = mapping
+        self.policy = policy
+        self._known: dict[AccessKey, DesiredAccess] = {}
+
+    def __call__(self, user: IdpUser) -> DesiredAccess:
+        key = access_key(user)
+        found = self._known.get(key)
+        if found is None:
+            found = self._known[key] = desired_access(self.mapping, self.policy, user)
+        return found
+
+    def __len__(self) -> int:
+        """Distinct combinations resolved so far."""
+        return len(self._known)
 
 
 def explain(mapping: Mapping, policy: Policy, user: IdpUser) -> list[Explanation]:
@@ -232,7 +287,9 @@ def explain(mapping: Mapping, policy: Policy, user: IdpUser) -> list[Explanation
     for entry in sorted(mapping.entries, key=lambda e: e.number):
         by_key.setdefault((entry.team, entry.case_group), []).append(entry)
 
-    candidates = _membership_candidates(mapping, policy, user)
+    candidates = _membership_candidates(
+        mapping, policy, user, user_paths(user, policy.inherit_parent_groups)
+    )
     explanations = []
     for key in sorted(by_key, key=lambda k: (k[0], k[1] is not None, k[1] or "")):
         matched = candidates.get(key, [])

@@ -11,11 +11,11 @@ from bridge.mapping_file import load_mapping
 from bridge.model import IdpSnapshot, TargetState
 from bridge.settings import Settings, SettingsError
 from bridge.sources.base import IdentitySource, SnapshotSource
-from bridge.store import Store
 from bridge.targets.base import Target
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) is loaded only by commands that open it
     from bridge.reconcile import Reconciler
+    from bridge.store import Store
 
 
 def mapping_path(settings: Settings, override: Path | None) -> Path:
@@ -123,6 +123,8 @@ def build_reconciler(
 
 
 def open_store(settings: Settings) -> Store:
+    from bridge.store import Store
+
     store = Store.open(settings.database_url)
     store.upgrade()
     return store
