@@ -17,7 +17,8 @@ skip it.
 
 Environment: JIT_BRIDGE_KEYCLOAK_CACHE (cache dir, default ~/.cache/jit-bridge),
 JIT_BRIDGE_KEYCLOAK_HOME (an unpacked distribution to use as is),
-JIT_BRIDGE_KEYCLOAK_JAVA_HOME (the JDK; default Java 17 when installed, else JAVA_HOME).
+JIT_BRIDGE_KEYCLOAK_JAVA_HOME (the JDK; default Java 17 when installed, else JAVA_HOME),
+JIT_BRIDGE_KEYCLOAK_START_TIMEOUT (seconds to wait for a start, default 240).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ REALM_FILE = Path(__file__).with_name("realm-jit-bridge.json")
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "admin"
 JAVA_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
-DEFAULT_TIMEOUT = 240.0
+#: Seconds to wait for a start; JIT_BRIDGE_KEYCLOAK_START_TIMEOUT raises it on a loaded machine.
+DEFAULT_TIMEOUT = float(os.environ.get("JIT_BRIDGE_KEYCLOAK_START_TIMEOUT", "240"))
 RUN_PREFIX = "jit-bridge-keycloak-"
 OWNER_FILE = "owner.pid"
 
