@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system keycloak provider lint test demo clean
+.PHONY: setup system keycloak provider lint test test-unit demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ lint: $(STAMP)
 test: setup lint
 	$(VENV)/bin/pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests" >&2; exit 1; fi; exit $$rc
+
+# The fast layer: every test that needs no Keycloak, PostgreSQL, SCIM server or bridge
+# process (tests/conftest.py marks those); under a minute, on a machine without them.
+UNIT_TESTS := not keycloak and not postgres and not scim and not bridge_process
+test-unit: $(STAMP)
+	JIT_BRIDGE_TEST_NO_SERVICES=1 $(VENV)/bin/pytest -q -m "$(UNIT_TESTS)"
 
 demo: setup
 	$(PY) deploy/demo/demo.py

@@ -23,6 +23,9 @@ TABLE_HEADING = "SCIM server now (user x team -> role):"
 DEMO_TIMEOUT = 900
 MARKER = "DEMO_TEST_RUN_MARKER"
 
+# The demo starts Keycloak, scim2-server and the bridge itself, not through fixtures.
+pytestmark = [pytest.mark.keycloak, pytest.mark.scim, pytest.mark.bridge_process]
+
 
 def run_demo(marker: str) -> subprocess.CompletedProcess[str]:
     # Not JIT_BRIDGE_*: the demo keeps the caller's JIT_BRIDGE_* settings from its children.

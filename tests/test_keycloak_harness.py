@@ -153,6 +153,7 @@ def test_archive_with_wrong_checksum_is_refused(
     assert not (isolated_cache / "cache" / f"keycloak-{harness.VERSION}").exists()
 
 
+@pytest.mark.keycloak  # needs the Keycloak distribution (`make setup` fetches it)
 def test_script_fetch_prints_the_unpacked_distribution() -> None:
     done = subprocess.run(
         [sys.executable, str(HARNESS_PATH), "fetch"],

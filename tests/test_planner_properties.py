@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Any
 
@@ -42,7 +43,10 @@ CASE_GROUPS = [None, "x", "y"]
 ROLES = ["TEAM_ADMIN", "EDITOR", "VIEWER", "CASE_MANAGER", "editor"]
 PERMISSIONS = ["AUDIT_LOG_READ", "TUNNEL_MANAGE", "FLAGS"]
 
-PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)
+#: Fewer examples in the fast layer (`make test-unit`), all of them in the whole suite.
+PROPERTY_SETTINGS = settings(
+    max_examples=50 if os.environ.get("JIT_BRIDGE_TEST_NO_SERVICES") else 200, deadline=None
+)
 
 
 def email(name: str) -> str:
