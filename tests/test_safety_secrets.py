@@ -171,7 +171,7 @@ def test_built_source_and_targets_verify_tls_by_default(monkeypatch: pytest.Monk
     scim = build_target(
         load_settings(None, target="scim", scim_url="https://s.example", scim_token="t")
     )
-    assert scim._scim._session.verify is True  # type: ignore[attr-defined]
+    assert scim._scim.transport.verify_tls is True  # type: ignore[attr-defined]
 
 
 def test_a_self_signed_tines_is_refused_unless_verification_is_off(

@@ -1,22 +1,25 @@
-"""The HTTP layer every target connector shares: retries, rate limits, dry run, error taxonomy.
+"""The HTTP transport every target shares: retries, rate limits, dry run, error taxonomy.
 
-One `HttpClient` per target. It turns HTTP outcomes into the errors of `bridge.targets.base`,
-so connectors only decide what a call *means*:
+`Transport` is the one core that sends a target's requests; `HttpClient` (JSON APIs: Tines)
+builds on it, and the SCIM target adapts scim2-client to it (`scim_transport.py`). Everything
+that must hold for every request to any target is enforced in `Transport.send`:
 
-- 429, 5xx, connection errors and timeouts are retried with exponential backoff and jitter,
-  honouring `Retry-After` (seconds or an HTTP date). When retries run out, or the target asks
-  for a longer wait than `max_wait` (a worker should not sleep for minutes), `TransientError`
-  carries the delay the target asked for, so the queue can reschedule.
-- 401/403 → `UnauthorizedError` at once (retrying a bad key only burns the rate limit),
-  404 → `NotFoundError`, 409 or a 422 saying "already"/"taken" → `AlreadyExistsError`,
-  any other 4xx → `BadRequestError` with the status and a short excerpt of the body.
+- 429, 5xx (but 501), connection errors and timeouts are retried with exponential backoff and
+  jitter, honouring `Retry-After` (seconds or an HTTP date). When retries run out, or the
+  target asks for a longer wait than `max_wait` (a worker should not sleep for minutes),
+  `TransientError` carries the delay the target asked for, so the queue can reschedule.
+- One status→error map (`error_for_status`): 401/403 → `UnauthorizedError` at once (retrying a
+  bad key only burns the rate limit), 404 → `NotFoundError`, 409 or a 422 saying
+  "already"/"taken" → `AlreadyExistsError`, any other 4xx (and 501) → `BadRequestError`, each
+  with the status and what the server said.
 - With `dry_run` on, every mutating method is refused with `DryRunRejectedError` right here,
-  where requests are sent, so no planner bug can write to the target (SPEC §5).
+  where requests are sent, so no planner bug can write to the target (docs/design.md, Safety).
+- Every request is counted (`RequestStats`): one per call, plus the retries it cost.
 - An optional token bucket per path prefix keeps low-limit endpoint groups (Tines allows
   500 requests/minute on `admin/users`) under their limit.
 
-Secrets: the auth header values are never put into an error message, a log line or `repr`;
-a response body that echoes one is redacted before it is quoted.
+Secrets: credentials are never put into an error message, a log line or `repr`; a response
+body that echoes one is redacted before it is quoted.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +42,7 @@ from bridge.targets.base import (
     BadRequestError,
     DryRunRejectedError,
     NotFoundError,
+    TargetError,
     TransientError,
     UnauthorizedError,
     tls_failure,
@@ -132,8 +136,155 @@ class RequestStats:
         return sum(n for method, n in self.by_method.items() if method in MUTATING_METHODS)
 
 
-class HttpClient:
-    """JSON over HTTP to one target, with the behaviour described in the module docstring.
+def error_for_status(where: str, status: int, detail: str, *, credential_hint: str) -> TargetError:
+    """The one map from a refused request (not retried, or retried in vain) to an error."""
+    if status in (401, 403):
+        return UnauthorizedError(f"{where} was refused with {status}: {credential_hint}. {detail}")
+    if status == 404:
+        return NotFoundError(f"{where} answered 404: {detail}")
+    lowered = detail.lower()
+    if status == 409 or (status == 422 and ("already" in lowered or "taken" in lowered)):
+        return AlreadyExistsError(f"{where} answered {status} (conflict): {detail}")
+    return BadRequestError(f"{where} was rejected with {status}: {detail}")
+
+
+class Transport:
+    """Sends one target's requests with the guarantees in the module docstring.
+
+    `base_url` is joined with each request's path as given. `label` prefixes every message
+    (`SCIM`); `credential_hint` says what to check when the target refuses the credentials;
+    `detail` extracts what the server said from an error response (default: an excerpt of
+    the body). `secrets` (and credential headers) are redacted from every quoted body.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        label: str = "",
+        credential_hint: str = "check the target's credentials and their rights",
+        headers: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
+        detail: Callable[[requests.Response], str] | None = None,
+        timeout: float = 30.0,
+        verify_tls: bool = True,
+        dry_run: bool = False,
+        max_retries: int = 4,
+        backoff: Backoff | None = None,
+        max_wait: float = 60.0,
+        rate_limits: Mapping[str, float] | None = None,
+        sleep: Sleep = time.sleep,
+        clock: Clock = time.monotonic,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self.label = label
+        self.credential_hint = credential_hint
+        self.timeout = timeout
+        self.verify_tls = verify_tls
+        self.dry_run = dry_run
+        self.max_retries = max_retries
+        self.backoff = backoff or Backoff()
+        self.max_wait = max_wait
+        self.stats = RequestStats()
+        self._sleep = sleep
+        self._detail = detail
+        self._session = session or requests.Session()
+        self._session.headers.update(headers or {})
+        self._secrets = sorted(
+            {*_secret_values(headers or {}), *(s for s in secrets if s)}, key=len, reverse=True
+        )
+        self._limiters = {
+            prefix.strip("/"): TokenBucket(per_minute, clock=clock, sleep=sleep)
+            for prefix, per_minute in (rate_limits or {}).items()
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, dry_run={self.dry_run})"
+
+    def send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send one request, retrying transient failures; return a response below 400 or
+        raise the error `error_for_status` names. `kwargs` go to `requests` (params, json…)."""
+        method = method.upper()
+        where = f"{self.label} {method} {self.base_url}{path}".lstrip()
+        if self.dry_run and method in MUTATING_METHODS:
+            raise DryRunRejectedError(f"dry run is on: {where} was not sent")
+        self.stats.count(method)
+        limiter = self._limiter_for(path)
+        attempt = 0
+        while True:
+            if limiter is not None:
+                limiter.acquire()
+            try:
+                response = self._session.request(
+                    method,
+                    self.base_url + path,
+                    timeout=self.timeout,
+                    verify=self.verify_tls,
+                    **kwargs,
+                )
+            except requests.exceptions.SSLError as exc:
+                raise tls_failure(where, exc) from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                problem, retry_after = f"{type(exc).__name__} (no response)", None
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code not in RETRYABLE_STATUSES:
+                    raise error_for_status(
+                        where,
+                        response.status_code,
+                        self.describe(response),
+                        credential_hint=self.credential_hint,
+                    )
+                problem = f"HTTP {response.status_code}"
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if attempt >= self.max_retries:
+                raise TransientError(
+                    f"{where} failed with {problem} after {attempt + 1} attempts; "
+                    "the target is overloaded or unreachable, the work will be retried later",
+                    retry_after=retry_after,
+                )
+            if retry_after is not None and retry_after > self.max_wait:
+                raise TransientError(
+                    f"{where} failed with {problem}; the target asked to wait "
+                    f"{retry_after:.0f} s, longer than this client waits ({self.max_wait:.0f} s)",
+                    retry_after=retry_after,
+                )
+            wait = retry_after if retry_after is not None else self.backoff.delay(attempt)
+            log.info("%s: %s, retrying in %.2f s", where, problem, wait)
+            self.stats.count(method, retry=True)
+            attempt += 1
+            self._sleep(wait)
+
+    def describe(self, response: requests.Response) -> str:
+        """What the server said about a failure, short and with secrets redacted."""
+        said = self._detail(response) if self._detail is not None else ""
+        return self.redact(said) if said else self.excerpt(response)
+
+    def excerpt(self, response: requests.Response) -> str:
+        text = self.redact(" ".join(response.text.split()))
+        if len(text) > _EXCERPT_CHARS:
+            text = text[:_EXCERPT_CHARS] + "…"
+        return text or "(empty body)"
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _limiter_for(self, path: str) -> TokenBucket | None:
+        for prefix, limiter in self._limiters.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return limiter
+        return None
+
+
+class HttpClient(Transport):
+    """JSON over HTTP to one target (Tines).
 
     `base_url` is the API root (`https://tenant.example/api/v1/`); request paths are relative
     to it (`admin/users`), and rate limits are keyed by the prefix of that relative path.
@@ -143,37 +294,19 @@ class HttpClient:
         self,
         base_url: str,
         *,
-        headers: Mapping[str, str] | None = None,
-        timeout: float = 30.0,
-        verify_tls: bool = True,
-        dry_run: bool = False,
-        max_retries: int = 4,
-        backoff: Backoff | None = None,
-        max_wait: float = 60.0,
         rate_limits: Mapping[str, float] | None = DEFAULT_RATE_LIMITS,
-        sleep: Sleep = time.sleep,
-        clock: Clock = time.monotonic,
-        session: requests.Session | None = None,
+        credential_hint: str = (
+            "check that the API key is valid and has the rights this call needs "
+            "(a tenant-owner key for admin endpoints)"
+        ),
+        **options: Any,
     ) -> None:
-        self.base_url = base_url.rstrip("/") + "/"
-        self.timeout = timeout
-        self.verify_tls = verify_tls
-        self.dry_run = dry_run
-        self.max_retries = max_retries
-        self.backoff = backoff or Backoff()
-        self.max_wait = max_wait
-        self.stats = RequestStats()
-        self._sleep = sleep
-        self._session = session or requests.Session()
-        self._session.headers.update(headers or {})
-        self._secrets = _secret_values(headers or {})
-        self._limiters = {
-            prefix.strip("/"): TokenBucket(per_minute, clock=clock, sleep=sleep)
-            for prefix, per_minute in (rate_limits or {}).items()
-        }
-
-    def __repr__(self) -> str:
-        return f"HttpClient(base_url={self.base_url!r}, dry_run={self.dry_run})"
+        super().__init__(
+            base_url.rstrip("/") + "/",
+            rate_limits=rate_limits,
+            credential_hint=credential_hint,
+            **options,
+        )
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.request("GET", path, params=params)
@@ -197,94 +330,17 @@ class HttpClient:
     ) -> Any:
         """Send one request (retrying transient failures) and return the decoded JSON body,
         or None for an empty body."""
-        method = method.upper()
         path = path.lstrip("/")
-        where = f"{method} {self.base_url}{path}"
-        if self.dry_run and method in MUTATING_METHODS:
-            raise DryRunRejectedError(f"dry run is on: {where} was not sent")
-        self.stats.count(method)
-        limiter = self._limiter_for(path)
-        attempt = 0
-        while True:
-            if limiter is not None:
-                limiter.acquire()
-            try:
-                response = self._session.request(
-                    method,
-                    self.base_url + path,
-                    params=params,
-                    json=json,
-                    timeout=self.timeout,
-                    verify=self.verify_tls,
-                )
-            except requests.exceptions.SSLError as exc:
-                raise tls_failure(where, exc) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem, retry_after = f"{type(exc).__name__} (no response)", None
-            else:
-                if response.status_code not in RETRYABLE_STATUSES:
-                    return self._decode(where, response)
-                problem = f"HTTP {response.status_code}"
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            if attempt >= self.max_retries:
-                raise TransientError(
-                    f"{where} failed with {problem} after {attempt + 1} attempts; "
-                    "the target is overloaded or unreachable, the work will be retried later",
-                    retry_after=retry_after,
-                )
-            if retry_after is not None and retry_after > self.max_wait:
-                raise TransientError(
-                    f"{where} failed with {problem}; the target asked to wait "
-                    f"{retry_after:.0f} s, longer than this client waits ({self.max_wait:.0f} s)",
-                    retry_after=retry_after,
-                )
-            wait = retry_after if retry_after is not None else self.backoff.delay(attempt)
-            log.info("%s: %s, retrying in %.2f s", where, problem, wait)
-            self.stats.count(method, retry=True)
-            attempt += 1
-            self._sleep(wait)
-
-    def close(self) -> None:
-        self._session.close()
-
-    def _limiter_for(self, path: str) -> TokenBucket | None:
-        for prefix, limiter in self._limiters.items():
-            if path == prefix or path.startswith(prefix + "/"):
-                return limiter
-        return None
-
-    def _decode(self, where: str, response: requests.Response) -> Any:
-        status = response.status_code
-        if status < 400:
-            if not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                raise TransientError(
-                    f"{where} answered {status} with a body that is not JSON: "
-                    f"{self._excerpt(response)}"
-                ) from None
-        excerpt = self._excerpt(response)
-        if status in (401, 403):
-            raise UnauthorizedError(
-                f"{where} was refused with {status}: check that the API key is valid and has "
-                f"the rights this call needs (a tenant-owner key for admin endpoints). {excerpt}"
-            )
-        if status == 404:
-            raise NotFoundError(f"{where} answered 404: {excerpt}")
-        lowered = excerpt.lower()
-        if status == 409 or (status == 422 and ("already" in lowered or "taken" in lowered)):
-            raise AlreadyExistsError(f"{where} answered {status} (conflict): {excerpt}")
-        raise BadRequestError(f"{where} was rejected with {status}: {excerpt}")
-
-    def _excerpt(self, response: requests.Response) -> str:
-        text = " ".join(response.text.split())
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        if len(text) > _EXCERPT_CHARS:
-            text = text[:_EXCERPT_CHARS] + "…"
-        return text or "(empty body)"
+        response = self.send(method, path, params=params, json=json)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise TransientError(
+                f"{method.upper()} {self.base_url}{path} answered {response.status_code} with "
+                f"a body that is not JSON: {self.excerpt(response)}"
+            ) from None
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

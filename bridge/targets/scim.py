@@ -49,8 +49,9 @@ from bridge.targets.base import (
     NotFoundError,
     Target,
 )
+from bridge.targets.http import Backoff, RequestStats
 from bridge.targets.scim_groups import GroupKey, GroupNaming
-from bridge.targets.scim_transport import RequestStats, RetryPolicy, ScimHttpClient
+from bridge.targets.scim_transport import SCIM_MAX_RETRIES, ScimHttpClient
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ class ScimTarget(Target):
         verify_tls: bool = True,
         timeout: float = 10,
         page_size: int = 100,
-        retry: RetryPolicy | None = None,
+        max_retries: int = SCIM_MAX_RETRIES,
+        backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
     ) -> None:
@@ -105,7 +107,8 @@ class ScimTarget(Target):
             dry_run=dry_run,
             verify_tls=verify_tls,
             timeout=timeout,
-            retry=retry,
+            max_retries=max_retries,
+            backoff=backoff,
             sleep=sleep,
             session=session,
         )
@@ -118,7 +121,7 @@ class ScimTarget(Target):
 
     @property
     def stats(self) -> RequestStats:
-        """Requests sent so far (reads, writes), retries included."""
+        """Requests sent so far: reads and writes (one per call) and the retries they cost."""
         return self._scim.stats
 
     def close(self) -> None:
