@@ -94,10 +94,11 @@ def count_managed_memberships(mapping: Mapping, policy: Policy, target: TargetSt
     """
     protected = {u.id for u in target.users if policy.is_protected(u.email)}
     mapped = mapping.managed_teams()
-    held: set[tuple[str, str, str | None]] = set()
+    members: dict[tuple[str, str | None], set[str]] = {}
     for team in target.teams:
         if policy.manage_teams == "all" or team.name in mapped:
-            held.update((m.user_id, team.name, None) for m in team.members)
+            members.setdefault((team.name, None), set()).update(m.user_id for m in team.members)
             for group in team.case_groups:
-                held.update((m.user_id, team.name, group.name) for m in group.members)
-    return sum(1 for user_id, _, _ in held if user_id not in protected)
+                place = members.setdefault((team.name, group.name), set())
+                place.update(m.user_id for m in group.members)
+    return sum(len(ids - protected) for ids in members.values())

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 
 from bridge.keys import acts_on
 from bridge.mapping import Mapping
@@ -131,6 +131,10 @@ class _Context:
     #: Emails whose first login began and did not finish (bridge.store.first_logins).
     unfinished: frozenset[str] = frozenset()
 
+    @cached_property
+    def managed_teams(self) -> frozenset[str]:
+        return self.mapping.managed_teams()
+
 
 @dataclass
 class _UserPlan:
@@ -187,7 +191,11 @@ def _permission_because(desired: DesiredAccess, permissions: Iterable[str]) -> l
 
 
 def _is_managed(ctx: _Context, key: MembershipKey) -> bool:
-    return ctx.policy.manage_teams == "all" or key[0] in ctx.mapping.managed_teams()
+    return ctx.policy.manage_teams == "all" or key[0] in ctx.managed_teams
+
+
+def _same_role(want: str, have: str) -> bool:
+    return want == have or want.upper() == have.upper()
 
 
 def _membership_changes(
@@ -198,10 +206,16 @@ def _membership_changes(
     removal_because: list[str],
 ) -> _UserPlan:
     result = _UserPlan(operations=[], skipped=[])
+    wanted = desired.memberships
+    if len(wanted) == len(actual) and all(
+        (want := wanted.get(key)) is not None and _same_role(want.role, have)
+        for key, have in actual.items()
+    ):
+        return result  # already as the mapping wants: most users of a full reconcile
     precedence = ctx.policy.role_precedence
-    for key in desired.memberships.keys() | actual.keys():
+    for key in wanted.keys() | actual.keys():
         team, case_group = key
-        want = desired.memberships.get(key)
+        want = wanted.get(key)
         have = actual.get(key)
         held_by = ctx.unreadable.memberships.get(key)
         label = membership_label(team, case_group)
@@ -215,7 +229,7 @@ def _membership_changes(
                     because=list(want.because),
                 )
             )
-        elif want is not None and have is not None and want.role.upper() != have.upper():
+        elif want is not None and have is not None and not _same_role(want.role, have):
             if held_by and is_downgrade(have, want.role, precedence):
                 result.skipped.append(
                     Skipped(email=email, reason=f"{label}: {have} kept, {held_by}")
@@ -488,11 +502,11 @@ def _identity_by_email(
 
     A user without an email can never be in a per-user scope, so is only listed in full plans.
     """
-    counts = Counter((u.email or "").strip().lower() for u in identity.users)
+    emails = [(u.email or "").strip().lower() for u in identity.users]
+    counts = Counter(emails)
     found: dict[str, IdpUser] = {}
     skipped: list[Skipped] = []
-    for user in identity.users:
-        email = (user.email or "").strip().lower()
+    for email, user in zip(emails, identity.users, strict=True):
         if not email:
             if full:
                 name = user.username or user.id
@@ -554,9 +568,11 @@ def plan(
             continue
         current = users.get(email)
         actual = memberships.get(current.id, {}) if current else {}
-        by_email[email] = _plan_email(
+        part = _plan_email(
             ctx, email, idp.get(email), email in deleted, current, actual, target_only_known
         )
+        if part.operations or part.skipped:  # most users need nothing: keep only the rest
+            by_email[email] = part
 
     _protect_last_owner(by_email, target)
 
