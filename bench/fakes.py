@@ -27,12 +27,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
 from bench.org import Group, Org, Shape, build
+from tests.tines_fake.handler import Answer, JsonHandler, start
 
 Json = Any
 Route = Callable[[str, list[str], dict[str, str], Json], tuple[int, Json]]
@@ -257,49 +258,20 @@ def serve(route: Route, latency: float) -> ThreadingHTTPServer:
     """An HTTP/1.1 keep-alive server on a free 127.0.0.1 port, in a daemon thread."""
     counts = _Counts()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
+    class Handler(JsonHandler):
+        def respond(self, method: str, path: str, query: dict[str, str], body: Json) -> Answer:
+            if path == "/__bench/stats":
+                return 200, counts.as_json(), {}
+            counts.count(method)
+            if latency:
+                time.sleep(latency)
+            parts = [unquote(p) for p in path.strip("/").split("/")]
+            status, answer = route(
+                method, parts, query, body if not isinstance(body, str) else None
+            )
+            return status, answer, {}
 
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def do_PUT(self) -> None:
-            self._serve("PUT")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet."""
-
-        def _serve(self, method: str) -> None:
-            url = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if url.path == "/__bench/stats":
-                status, answer = 200, counts.as_json()
-            else:
-                counts.count(method)
-                if latency:
-                    time.sleep(latency)
-                try:
-                    body = json.loads(raw) if raw and raw[:1] in (b"{", b"[") else None
-                except ValueError:
-                    body = None
-                parts = [unquote(p) for p in url.path.strip("/").split("/")]
-                status, answer = route(method, parts, query, body)
-            payload = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return start(Handler)
 
 
 def _url(server: ThreadingHTTPServer) -> str:

@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.fixtures.nodes import Deployment, Node, start_nodes  # noqa: E402
 from tests.fixtures.postgres import PostgresCluster, find_binaries  # noqa: E402
-from tests.test_multiprocess import Deployment, Node, start_nodes  # noqa: E402
 from tests.tines_fake import TinesFake  # noqa: E402
 
 

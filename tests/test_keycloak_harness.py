@@ -7,7 +7,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from keycloak.keycloak_admin import KeycloakAdmin
 from keycloak.openid_connection import KeycloakOpenIDConnection
 
 from tests.fixtures.keycloak import HARNESS_PATH, REPO, TestKeycloak, load_harness
+from tests.waiting import wait_until
 
 harness = load_harness()
 
@@ -134,9 +134,7 @@ def test_keycloak_dies_with_the_python_process_that_started_it(
 
 
 def _wait_for(condition: Callable[[], bool], limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(condition, limit, "the condition")
 
 
 def test_archive_with_wrong_checksum_is_refused(

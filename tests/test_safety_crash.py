@@ -9,23 +9,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.test_safety_support import Deployment, idp_user, make_deployment
 from tests.tines_fake import TinesFake
+from tests.waiting import wait_until
 
 NEWCOMERS = [f"user{n:02d}" for n in range(12)]
 
 
-def wait_for(condition: object, what: str, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
+def wait_for(condition: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+    wait_until(condition, limit, what, interval=0.02)
 
 
 def invited_emails(fake: TinesFake) -> list[str]:

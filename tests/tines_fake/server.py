@@ -28,18 +28,17 @@ exactly which calls were made.
 
 from __future__ import annotations
 
-import json
-import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlencode
 
 from bridge.model import CaseGroup, Member, TargetState, TargetUser, Team
+from tests.tines_fake.handler import Answer, JsonHandler
+from tests.tines_fake.handler import start as start_server
 
 API = "/api/v1/"
 DEFAULT_PER_PAGE = 20
@@ -254,16 +253,10 @@ class TinesFake:
         self._delay = 0.0
         self._port = port
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> TinesFake:
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = start_server(_handler_for(self), self._port)
         return self
 
     def stop(self) -> None:
@@ -544,44 +537,19 @@ class _Api:
         }
 
 
-def _handler_for(fake: TinesFake) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in separate writes; without this, Nagle's algorithm and
-        # delayed ACKs add ~40 ms to every answer.
-        disable_nagle_algorithm = True
-
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def do_PUT(self) -> None:
-            self._serve("PUT")
-
-        def do_DELETE(self) -> None:
-            self._serve("DELETE")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the request log is the record."""
-
-        def _serve(self, method: str) -> None:
-            url = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            try:
-                body: Json = json.loads(raw) if raw else None
-            except ValueError:
-                body = raw.decode(errors="replace")
-            entry = LoggedRequest(method, url.path, query, body)
+def _handler_for(fake: TinesFake) -> type[JsonHandler]:
+    class Handler(JsonHandler):
+        def respond(
+            self, method: str, path: str, query: dict[str, str], body: Json
+        ) -> Answer | None:
+            entry = LoggedRequest(method, path, query, body)
             fake.requests.append(entry)
             if fake._delay:
                 time.sleep(fake._delay)
-            outcome, fault = fake._fault_for(url.path)
+            outcome, fault = fake._fault_for(path)
             if outcome == "reset":
-                self._reset()
-                return
+                self.reset()
+                return None
             headers: dict[str, str] = {}
             if fault is not None:
                 status, answer = fault.status, {"error": f"injected failure {fault.status}"}
@@ -591,32 +559,12 @@ def _handler_for(fake: TinesFake) -> type[BaseHTTPRequestHandler]:
                 status, answer = 401, {"error": "Unauthorized"}
             else:
                 try:
-                    answer = fake._handle(method, url.path, query, body)
+                    answer = fake._handle(method, path, query, body)
                     status = 204 if method == "DELETE" else 200
                 except FakeError as error:
                     status, answer = error.status, {"error": str(error)}
             entry.status = status
-            self._answer(status, answer, headers)
-
-        def _answer(self, status: int, answer: Json, headers: dict[str, str]) -> None:
-            payload = b"" if status == 204 else json.dumps(answer).encode()
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            if payload:
-                self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            try:
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True  # the client gave up (e.g. its timeout)
-
-        def _reset(self) -> None:
-            # SO_LINGER 0 makes close() send a TCP RST: the client sees a reset connection.
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
-            self.connection.close()
+            return status, answer, headers
 
     return Handler
 
