@@ -112,12 +112,14 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     if not args.against_target:
         return EXIT_OK
     target = build_target(settings, dry_run=True)
-    problems = check_against_target(mapping, target)
-    for problem in problems:
+    check = check_against_target(mapping, target)
+    for note in check.notes:
+        print(f"{args.mapping_path}: note: {note}")
+    for problem in check.errors:
         _err(f"{args.mapping_path}: {problem}")
-    if problems:
+    if check.errors:
         return EXIT_USAGE
-    print("every team and case group the mapping names exists in the target")
+    print(f"the {target.name} target can hold everything the mapping grants")
     return EXIT_OK
 
 

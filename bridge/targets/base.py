@@ -69,6 +69,18 @@ class Target(ABC):
     #: True when teams and case groups are addressed by name and come into being with their
     #: first member (SCIM role groups): a team missing from a read is then not an error.
     names_are_ids: bool = False
+    #: Whether a team the mapping names and the target lacks is made when it gets its first
+    #: member (SCIM with `scim_create_groups`); otherwise someone must create it first.
+    creates_missing_teams: bool = False
+    #: Whether the target has tenant permissions to grant.
+    holds_tenant_permissions: bool = True
+    #: Whether the target has a tenant-owner flag to set.
+    holds_tenant_owners: bool = True
+
+    def name_problem(self, team: str, case_group: str | None, role: str) -> str | None:
+        """Why the target could not hold this membership by name (None: it can). Checked by
+        `validate --against-target` before any write would find out."""
+        return None
 
     # -- reads ----------------------------------------------------------------------------
     @abstractmethod

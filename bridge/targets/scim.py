@@ -100,6 +100,9 @@ class ScimTarget(Target):
         self.naming = GroupNaming(group_template, case_group_template)
         self.owner_group = owner_group
         self.create_groups = create_groups
+        self.creates_missing_teams = create_groups
+        self.holds_tenant_permissions = False
+        self.holds_tenant_owners = owner_group is not None
         self.page_size = page_size
         self._scim = ScimHttpClient(
             base_url,
@@ -126,6 +129,13 @@ class ScimTarget(Target):
 
     def close(self) -> None:
         self._scim.close()
+
+    def name_problem(self, team: str, case_group: str | None, role: str) -> str | None:
+        try:
+            self.naming.group_name(GroupKey(team, case_group, role))
+        except BadRequestError as exc:
+            return str(exc)
+        return None
 
     # -- reads ----------------------------------------------------------------------------
     def ping(self) -> None:
