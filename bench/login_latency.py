@@ -1,4 +1,5 @@
-"""Login-to-target latency (SPEC §11): through the listener webhook and through event-store polling.
+"""Login-to-target latency (docs/design.md, Performance): through the listener webhook and through
+event-store polling.
 
     python bench/login_latency.py [--logins 200] [--paths listener,poll-1s,poll-5s] [--spacing 0.2]
 

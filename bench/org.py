@@ -3,7 +3,7 @@
 Deterministic for a given (users, seed, drift), so the fake servers and the measured bridge
 process can rebuild the same organisation independently.
 
-Shape (defaults match SPEC §11: 300 mapped groups, 100 teams):
+Shape (defaults match docs/design.md, Performance: 300 mapped groups, 100 teams):
 
 - `departments` top-level groups `/Dept00`… each with `leaves_per_department` child groups
   (`/Dept00/Team00-0`…), plus `/Administrators` (3 tenant owners).

@@ -1,4 +1,4 @@
-"""Full reconcile against SPEC §11, and against the naive per-user design.
+"""Full reconcile against docs/design.md, Performance, and against the naive per-user design.
 
     python -m bench.reconcile --users 1000 10000 50000
 

@@ -1,4 +1,5 @@
-"""Webhook intake against SPEC §11: valid events per second on one core with SQLite.
+"""Webhook intake against docs/design.md, Performance: valid events per second on one core with
+SQLite.
 
     python -m bench.webhook --events 20000 --connections 16
 

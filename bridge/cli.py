@@ -1,4 +1,4 @@
-"""The `jit-bridge` command line (SPEC §6).
+"""The `jit-bridge` command line (docs/design.md, Command line).
 
 Exit codes: 0 success; 1 failure; 2 bad usage, settings or mapping; 3 removals held by the
 safety budget; `plan --detailed-exitcode` exits 4 when there are changes.
@@ -405,13 +405,13 @@ def _parser() -> argparse.ArgumentParser:
     # --settings and --mapping go before or after the command. The subcommands' copies
     # default to SUPPRESS so that they never overwrite a value given before the command.
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    common.add_argument("--settings", type=Path, help="TOML settings file (SPEC §10)")
+    common.add_argument("--settings", type=Path, help="TOML settings file")
     common.add_argument("--mapping", type=Path, help="mapping JSON (instead of mapping_file)")
 
     parser = argparse.ArgumentParser(
         prog="jit-bridge", description="Keycloak groups to application teams and roles."
     )
-    parser.add_argument("--settings", type=Path, help="TOML settings file (SPEC §10)")
+    parser.add_argument("--settings", type=Path, help="TOML settings file")
     parser.add_argument("--mapping", type=Path, help="mapping JSON (instead of mapping_file)")
     sub = parser.add_subparsers(title="commands")
 

@@ -1,9 +1,10 @@
-"""The removal budget (SPEC §5): a run that would take away too much at once is held for approval.
+"""The removal budget (docs/design.md, Safety): a run that would take away too much at once is held
+for approval.
 
 Pure: it only splits a plan's operations into those applied now and those `held`. Additions
 always go ahead; every removal waits once the run is over budget, so a broken group read or
 a bad mapping can never strip a tenant in one go. The caller decides which runs the budget
-applies to (SPEC: full reconciles).
+applies to (docs/design.md, Safety: full reconciles).
 
 Counting: each removed membership, lowered role, revoked owner flag and deactivated user
 counts one; a `set_tenant_permissions` counts one per permission it removes.
@@ -51,7 +52,8 @@ def removal_count(op: Operation, policy: Policy) -> int:
 def over_budget(
     removals: int, policy: Policy, managed_memberships: int, allow_removals: int | None
 ) -> bool:
-    """SPEC §5's limit. An operator's `allow_removals` replaces both rules: they counted."""
+    """The limit of docs/design.md, Safety. An operator's `allow_removals` replaces both rules:
+    they counted."""
     if allow_removals is not None:
         return removals > allow_removals
     if removals > policy.max_removals:

@@ -1,4 +1,4 @@
-"""Reading, validating and writing the mapping file (SPEC §2).
+"""Reading, validating and writing the mapping file (docs/design.md, Mapping).
 
 The pydantic models below are the one description of the on-disk format: they validate files,
 and `mapping_json_schema()` turns them into `mappings/schema.json`. A file is refused as a whole,

@@ -1,8 +1,8 @@
 """The domain's data: what the identity provider says, what the target holds, and plans.
 
 Every type here is a plain pydantic model with no behaviour that touches the network, the
-database or the clock. The snapshot types double as the JSON formats of SPEC §7, so the same
-classes load `--idp-snapshot` / `--target-snapshot` files and carry live reads.
+database or the clock. The snapshot types double as the JSON formats of docs/design.md, Formats, so
+the same classes load `--idp-snapshot` / `--target-snapshot` files and carry live reads.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class IdpUser(_Strict):
 
 
 class IdpSnapshot(_Strict):
-    """The IdP snapshot file format (SPEC §7)."""
+    """The IdP snapshot file format (docs/design.md, Formats)."""
 
     users: list[IdpUser] = Field(default_factory=list)
 
@@ -114,7 +114,7 @@ class Team(_Strict):
 
 
 class TargetState(_Strict):
-    """The target snapshot format (SPEC §7), and the result of a target read.
+    """The target snapshot format (docs/design.md, Formats), and the result of a target read.
 
     A bulk read holds every user and every membership. A per-user read holds that user (if
     they exist), every tenant owner (so the last-owner protection can count them) and every
@@ -126,14 +126,14 @@ class TargetState(_Strict):
 
 
 # --------------------------------------------------------------------------------------
-# Plans (SPEC §7)
+# Plans (docs/design.md, Formats)
 
 Trigger = Literal["login", "reconcile"]
 Mode = Literal["jit", "enhanced"]
 
 
 class _Op(BaseModel):
-    """Operations put `op` first, then `email`, as SPEC §7 shows them."""
+    """Operations put `op` first, then `email`, as docs/design.md, Formats, shows them."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
@@ -248,7 +248,8 @@ class Plan(BaseModel):
     held: list[Operation] = Field(default_factory=list)
 
     def to_json(self) -> str:
-        """The byte-stable JSON of SPEC §7 (aliases, fixed key order, two-space indent)."""
+        """The byte-stable JSON of docs/design.md, Formats (aliases, fixed key order, two-space
+        indent)."""
         return self.model_dump_json(by_alias=True, indent=2)
 
     @property

@@ -1,7 +1,7 @@
 """The planner: desired state (from the mapping) against actual state (from the target) → a Plan.
 
 Pure: a function of (mapping, policy, identity view, target state, trigger, scope). It knows
-the modes of SPEC §3 and the protections of SPEC §5 that are about *what* may change (fail
+the modes and the protections (docs/design.md: Modes, Safety) that are about *what* may change (fail
 closed, protected users, the last tenant owner). The removal budget, which is about *how
 much* may change at once, is `bridge.guard`.
 
@@ -456,7 +456,8 @@ def _owner_after(email: str, ops: list[Operation], current: TargetUser | None) -
 
 
 def _protect_last_owner(by_email: dict[str, _UserPlan], target: TargetState) -> None:
-    """Stop the revocations that would leave the tenant with no active owner (SPEC §5).
+    """Stop the revocations that would leave the tenant with no active owner (docs/design.md,
+    Safety).
 
     New owners the same plan creates count: the tenant is not left ownerless. When none
     remain, the current owner with the lowest email keeps the flag and stays active.
@@ -489,7 +490,8 @@ _KIND_ORDER = {
 
 
 def operation_order(op: Operation) -> tuple[str, int, str, bool, str]:
-    """SPEC §7 order: email, then kind, memberships by team and case group (none first)."""
+    """The order of docs/design.md, Formats: email, then kind, memberships by team and case group
+    (none first)."""
     team = getattr(op, "team", "")
     case_group = getattr(op, "case_group", None)
     return (op.email, _KIND_ORDER[op.op], team, case_group is not None, case_group or "")

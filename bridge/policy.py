@@ -1,4 +1,5 @@
-"""The policy settings the pure core needs (SPEC §3, §5), separate from where they come from.
+"""The policy settings the pure core needs (docs/design.md: Modes, Safety), separate from where
+they come from.
 
 `bridge.settings` reads these from the environment and TOML; the planner and the guard only
 ever see this frozen value, so they stay pure and trivially testable.

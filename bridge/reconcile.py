@@ -1,4 +1,4 @@
-"""One reconcile: read the IdP, read the target, plan, guard, apply, audit (SPEC §1).
+"""One reconcile: read the IdP, read the target, plan, guard, apply, audit (docs/design.md, Flow).
 
 This is the only path from a trigger to a change in the target. `plan` (and `sync
 --dry-run`) run the same code and stop before the writes.
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunReport:
-    """What one reconcile did; `exit_code` follows SPEC §6."""
+    """What one reconcile did; `exit_code` follows docs/design.md, Command line."""
 
     run_id: str | None
     plan: Plan

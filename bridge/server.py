@@ -1,4 +1,5 @@
-"""The HTTP face of the service (SPEC §9): webhook, health, metrics and the admin API."""
+"""The HTTP face of the service (docs/design.md, Webhook and admin API): webhook, health, metrics
+and the admin API."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Settings (SPEC §10): environment variables, an optional TOML file, and `_FILE` secrets.
+"""Settings (docs/design.md, Settings and state): environment variables, an optional TOML file, and
+`_FILE` secrets.
 
 Precedence, highest first: `JIT_BRIDGE_<NAME>` environment variables, `JIT_BRIDGE_<NAME>_FILE`
 files (for secrets mounted by an orchestrator), the TOML file (`--settings F` or
@@ -86,7 +87,7 @@ class Settings(BaseSettings, Policy):
     admin_token: SecretStr | None = None
     verify_tls: bool = True
 
-    # -- operational knobs beyond the SPEC ---------------------------------------------------
+    # -- operational knobs ---------------------------------------------------------------
     workers: int = Field(default=2, ge=1, le=64)
     request_timeout: float = Field(default=15, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -131,7 +131,7 @@ def open_store(settings: Settings) -> Store:
 
 
 class SnapshotError(Exception):
-    """A snapshot file is unreadable or not in the format of SPEC §7."""
+    """A snapshot file is unreadable or not in the format of docs/design.md, Formats."""
 
 
 def read_idp_snapshot(path: Path) -> IdpSnapshot:

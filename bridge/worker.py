@@ -1,4 +1,4 @@
-"""Workers: take one queued key at a time and reconcile it (SPEC §1).
+"""Workers: take one queued key at a time and reconcile it (docs/design.md, Flow).
 
 A key is a user (`id:…`, `email:…`) or `all`. Failures never lose the key: it goes back to
 the queue with backoff, so a Keycloak or target outage delays work and never drops it.
@@ -131,8 +131,8 @@ class WorkerPool:
             self._give_back_unplanned(item, f"{type(exc).__name__}: {exc}", backoff(item.attempts))
             return
         if report is not None and report.unreadable_groups:
-            # Fail closed (SPEC §5): the run kept whatever those groups grant; say so and
-            # come back once Keycloak answers for them again.
+            # Fail closed (docs/design.md, Safety): the run kept whatever those groups grant; say
+            # so and come back once Keycloak answers for them again.
             problem = "mapped groups could not be read: " + ", ".join(
                 sorted(report.unreadable_groups)
             )

@@ -1,6 +1,6 @@
-"""The admin API (SPEC §9) on the app `jit-bridge run` serves, built by `Service.build` from
-real parts: a SQLite store, the session Keycloak and the Tines fake. Workers are not started,
-so what a request queues stays visible in the queue."""
+"""The admin API (docs/design.md, Webhook and admin API) on the app `jit-bridge run` serves, built
+by `Service.build` from real parts: a SQLite store, the session Keycloak and the Tines fake.
+Workers are not started, so what a request queues stays visible in the queue."""
 
 from __future__ import annotations
 

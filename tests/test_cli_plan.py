@@ -1,7 +1,9 @@
-"""The offline commands (SPEC §6, §7): `plan` from snapshots, `validate`, `explain`.
+"""The offline commands (docs/design.md: Command line, Formats): `plan` from snapshots, `validate`,
+`explain`.
 
 Each scenario folder under tests/scenarios holds a mapping, an IdP snapshot, a target snapshot,
-the settings and the exact plan SPEC §3 calls for; the CLI must print that plan byte for byte.
+the settings and the exact plan docs/design.md, Modes calls for; the CLI must print that plan byte
+for byte.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def test_detailed_exitcode_is_4_with_changes_and_0_without(
 ) -> None:
     args, _ = scenario_args("enhanced-reconcile", tmp_path)
     assert main(["plan", "--all", "--detailed-exitcode", *args]) == 4
-    # In jit mode a reconcile trigger plans nothing (SPEC §6).
+    # In jit mode a reconcile trigger plans nothing (docs/design.md, Command line).
     args, _ = scenario_args("jit-first-login", tmp_path)
     assert main(["plan", "--all", "--trigger", "reconcile", "--detailed-exitcode", *args]) == 0
     assert "no changes" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""The removal budget (SPEC §5): over budget, additions go ahead and every removal is held."""
+"""The removal budget (docs/design.md, Safety): over budget, additions go ahead and every removal
+is held."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Keycloak event listener path end to end (SPEC §4, §8, §9), with event-store polling off.
+"""The Keycloak event listener path end to end (docs/design.md: Triggers, Listener, Webhook and
+admin API), with event-store polling off.
 
 The session Keycloak runs the project's listener jar and posts every forwarded event to
 127.0.0.1:<keycloak.listener_port>/webhooks/keycloak. Each test runs `jit-bridge run` on that
@@ -111,7 +112,8 @@ def signed(body: bytes, secret: str, t: int) -> dict[str, str]:
 
 
 def login_event(keycloak: TestKeycloak, user_id: str) -> tuple[str, bytes]:
-    """A listener body (SPEC §8) for a LOGIN of `user_id`; returns (event id, raw body)."""
+    """A listener body (docs/design.md, Listener) for a LOGIN of `user_id`; returns (event id, raw
+    body)."""
     event_id = str(uuid.uuid4())
     body = {
         "id": event_id,

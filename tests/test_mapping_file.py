@@ -1,4 +1,5 @@
-"""The mapping file: what an operator sees when a mapping is good, legacy, or wrong (SPEC §2)."""
+"""The mapping file: what an operator sees when a mapping is good, legacy, or wrong
+(docs/design.md, Mapping)."""
 
 from __future__ import annotations
 

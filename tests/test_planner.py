@@ -1,4 +1,5 @@
-"""Planner scenarios, from Tines' documented JIT and Enhanced JIT behaviour (SPEC §3, §5, §7)."""
+"""Planner scenarios, from Tines' documented JIT and Enhanced JIT behaviour (docs/design.md: Modes,
+Safety, Formats)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Desired state and `explain`: which entry wins a team, and why (SPEC §2)."""
+"""Desired state and `explain`: which entry wins a team, and why (docs/design.md, Mapping)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """`jit-bridge validate F` on every bad mapping: exit 2, each problem's JSON pointer on stderr,
-never a traceback (SPEC §2, §6). The corpus itself is tests/data/mappings/bad."""
+never a traceback (docs/design.md: Mapping, Command line). The corpus itself is
+tests/data/mappings/bad."""
 
 from __future__ import annotations
 

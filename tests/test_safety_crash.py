@@ -1,6 +1,6 @@
-"""Crash safety (SPEC §1, §10): a `jit-bridge sync --all` killed with SIGKILL in the middle of
-its writes leaves nothing a rerun cannot fix, and the audit log shows every operation that
-reached the target exactly once, across both runs."""
+"""Crash safety (docs/design.md: Flow, Settings and state): a `jit-bridge sync --all` killed with
+SIGKILL in the middle of its writes leaves nothing a rerun cannot fix, and the audit log shows
+every operation that reached the target exactly once, across both runs."""
 
 from __future__ import annotations
 

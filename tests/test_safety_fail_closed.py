@@ -1,6 +1,6 @@
-"""Fail closed (SPEC §5) against a real Keycloak behind a switchable proxy: when Keycloak is
-unreachable, answers 500, hangs, cuts a page short, or a mapped group is gone, nothing is
-removed; the failure shows in the run report, health, metrics and logs; and once Keycloak
+"""Fail closed (docs/design.md, Safety) against a real Keycloak behind a switchable proxy: when
+Keycloak is unreachable, answers 500, hangs, cuts a page short, or a mapped group is gone, nothing
+is removed; the failure shows in the run report, health, metrics and logs; and once Keycloak
 answers again the queued work runs by itself and converges."""
 
 from __future__ import annotations

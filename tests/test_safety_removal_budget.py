@@ -1,5 +1,6 @@
-"""The removal budget through the CLI (SPEC §5, §6): an over-budget full reconcile applies its
-additions, holds its removals (exit 3), shows them in `audit`, and applies them only on
+"""The removal budget through the CLI (docs/design.md: Safety, Command line): an over-budget full
+reconcile applies its additions, holds its removals (exit 3), shows them in `audit`, and applies
+them only on
 `approve` (exit 0); the hold outlives the process; a second approval is refused (exit 2); an
 approval never takes away access that came back meanwhile."""
 

@@ -1,5 +1,5 @@
-"""Secrets stay secret (SPEC §10), TLS is verified by default, and the Keycloak service
-account holds no more than docs/security.md documents."""
+"""Secrets stay secret (docs/design.md, Settings and state), TLS is verified by default, and the
+Keycloak service account holds no more than docs/security.md documents."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Target faults (SPEC §5): bursts of 429 (with and without Retry-After), 5xx, connection
-resets and slow answers are retried a bounded number of times with backoff and converge
+"""Target faults (docs/design.md, Safety): bursts of 429 (with and without Retry-After), 5xx,
+connection resets and slow answers are retried a bounded number of times with backoff and converge
 without a duplicated side effect; 401/403 stop the run at once, with no retry storm."""
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def converged(fake: TinesFake) -> bool:
     state = fake.state.export()
     emails = {u.id: u.email for u in state.users}
     [team] = [t for t in state.teams if t.name == "Analytics"]
-    # `old` exists only in the target: never touched (SPEC §3)
+    # `old` exists only in the target: never touched (docs/design.md, Modes)
     wanted = {f"{n}@example.com" for n in [*NEWCOMERS, "old"]}
     return {emails[m.user_id] for m in team.members} == wanted
 

@@ -1,10 +1,10 @@
 """Keycloak events in one shape, and the triggers they ask for.
 
 Three senders describe the same Keycloak event differently: the project's own listener
-(SPEC §8), Phase Two's keycloak-events webhooks, and Keycloak's REST event store (read by the
-poller). Each parser turns its format into a `KeycloakEvent` or raises `EventError` naming the
-field and the reason. `triggers_for` then decides which queue keys the event asks to look at
-again (SPEC §4).
+(docs/design.md, Listener), Phase Two's keycloak-events webhooks, and Keycloak's REST event store
+(read by the poller). Each parser turns its format into a `KeycloakEvent` or raises `EventError`
+naming the field and the reason. `triggers_for` then decides which queue keys the event asks to
+look at again (docs/design.md, Triggers).
 
 An event is only a hint: nothing here decides access. A trigger names a user (or everyone) to
 re-read; the worker reads the truth from Keycloak and the target.
@@ -149,7 +149,8 @@ def enqueue_triggers(
 
 
 def triggers_for(event: KeycloakEvent, mode: Mode) -> list[TriggerRequest]:
-    """The queue entries an event asks for (SPEC §4); an empty list means "ignored".
+    """The queue entries an event asks for (docs/design.md, Triggers); an empty list means
+    "ignored".
 
     Raises EventError when the event type calls for a user but the event does not name one.
     """
@@ -201,7 +202,7 @@ def _is_plain_id(value: str) -> bool:
 
 
 def parse_listener_event(body: Any) -> KeycloakEvent:
-    """The project's own listener body (SPEC §8):
+    """The project's own listener body (docs/design.md, Listener):
     `{"id", "time", "realm", "kind", "type", "user_id", "operation", "resource_type",
     "resource_path"}`, optionally `"email"`. Unknown keys are tolerated so the listener can
     grow without breaking older bridges."""

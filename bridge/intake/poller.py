@@ -55,7 +55,8 @@ _GAP_CHECK_AFTER_MS = 60_000
 
 
 def poll_period(poll_interval_s: float) -> float:
-    """How often to poll so a login reaches the target within `poll_interval_s` (SPEC §11).
+    """How often to poll so a login reaches the target within `poll_interval_s` (docs/design.md,
+    Performance).
 
     A login waits up to one period for the poll that sees it, then its reconcile runs (tens to
     a few hundred ms). Polling exactly every `poll_interval` would put the slowest logins
@@ -207,8 +208,8 @@ class EventPoller:
 
     def poll_once(self) -> PollResult:
         """Read both streams to their end. Admin events are read only in enhanced mode: in
-        jit mode they trigger nothing (SPEC §4). A stream that fails keeps its cursor and
-        is reported in `errors`; the other stream is still read."""
+        jit mode they trigger nothing (docs/design.md, Triggers). A stream that fails keeps its
+        cursor and is reported in `errors`; the other stream is still read."""
         mode = self._mode_provider()
         tally = _Tally()
         # Admin events ask only for changes and full reconciles.

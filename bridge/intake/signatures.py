@@ -2,7 +2,8 @@
 
 Two formats share one secret (`webhook_secret`):
 
-- the project's listener (SPEC §8): `X-JIT-Bridge-Signature: t=<unix s>,v1=<hex>` where the
+- the project's listener (docs/design.md, Listener): `X-JIT-Bridge-Signature: t=<unix s>,v1=<hex>`
+where the
   MAC is HMAC-SHA256(secret, "<t>.<raw body>"). The timestamp is signed so a captured request
   cannot be replayed after the tolerance; several `v1=` values let a sender sign with an old
   and a new secret while the secret is rotated.

@@ -1,4 +1,5 @@
-"""`POST /webhooks/keycloak`: signed Keycloak events in, queued triggers out (SPEC §9).
+"""`POST /webhooks/keycloak`: signed Keycloak events in, queued triggers out (docs/design.md,
+Webhook and admin API).
 
 Checks run cheapest first and nothing is enqueued until all of them pass: size (413),
 content type (415), signature over the raw bytes (401), JSON and event shape (400). The 202 is

@@ -34,8 +34,8 @@ class IdentitySource(ABC):
 
 
 class SnapshotSource(IdentitySource):
-    """The identity side from an IdP snapshot file (SPEC §7), for offline use and for IdPs
-    other than Keycloak. A snapshot is complete by definition."""
+    """The identity side from an IdP snapshot file (docs/design.md, Formats), for offline use and
+    for IdPs other than Keycloak. A snapshot is complete by definition."""
 
     def __init__(self, snapshot: IdpSnapshot) -> None:
         self._snapshot = snapshot

@@ -7,7 +7,7 @@ The bridge's client needs these `realm-management` roles on its service account:
 client by clientId and list its roles; `query-clients` alone lists nothing); without them
 those selectors are reported unreadable and nothing they grant is removed.
 
-Costs, so a full reconcile stays cheap on large realms (SPEC §1, §11):
+Costs, so a full reconcile stays cheap on large realms (docs/design.md: Flow, Performance):
 - `read_all`: users / page_size requests for the user list, plus per selector: one search
   (name) or lookup (path), one children page per group that has subgroups, and one members
   page per group per page_size members. Role selectors add the listing of realm roles (and

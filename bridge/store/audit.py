@@ -1,4 +1,5 @@
-"""The audit log (SPEC §10): every applied, held, skipped or failed operation, append-only."""
+"""The audit log (docs/design.md, Settings and state): every applied, held, skipped or failed
+operation, append-only."""
 
 from __future__ import annotations
 

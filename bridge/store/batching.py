@@ -1,10 +1,11 @@
 """Group commit: concurrent `enqueue` calls share one transaction, so one fsync.
 
 A durable commit on SQLite costs an fsync (milliseconds). The webhook must not answer 202
-before its trigger is committed (SPEC §9), yet must take 1,000 events a second (§11). So the
-first caller becomes the leader and commits its request together with every request that
-arrived while the previous leader was committing; each caller still returns only after the
-transaction holding its request committed. A lone caller commits alone, without waiting.
+before its trigger is committed (docs/design.md, Webhook and admin API), yet must take 1,000 events
+a second (Performance). So the first caller becomes the leader and commits its request together
+with every request that arrived while the previous leader was committing; each caller still returns
+only after the transaction holding its request committed. A lone caller commits alone, without
+waiting.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Durable positions of the event-store pollers (SPEC §4.3), one JSON value per name."""
+"""Durable positions of the event-store pollers (docs/design.md, Triggers), one JSON value per
+name."""
 
 from __future__ import annotations
 

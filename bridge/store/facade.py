@@ -1,4 +1,5 @@
-"""`Store`: the one object the rest of the bridge uses for state (SPEC §10).
+"""`Store`: the one object the rest of the bridge uses for state (docs/design.md, Settings and
+state).
 
 Each method is one short transaction that has committed when the method returns, so a caller
 can acknowledge what it stored (the webhook's 202 comes after `enqueue` returns). Time comes

@@ -1,4 +1,5 @@
-"""Mapping versions (SPEC §9): every mapping the service ran with is kept, newest current."""
+"""Mapping versions (docs/design.md, Operating): every mapping the service ran with is kept, newest
+current."""
 
 from __future__ import annotations
 

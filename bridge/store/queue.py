@@ -1,4 +1,4 @@
-"""The durable, coalescing work queue (SPEC §1): one row per key with outstanding work.
+"""The durable, coalescing work queue (docs/design.md, Flow): one row per key with outstanding work.
 
 A row holds up to two units of work: `pending_*` (waiting to be claimed; the columns without
 prefix) and `work_*` (what the current claim is working on). Enqueueing merges into the
@@ -147,7 +147,7 @@ def _enqueue_statements(dialect: str) -> _EnqueueStatements:
 
     Building a SQLAlchemy statement (values coerced, cache key computed) cost more than
     running it on SQLite: about two thirds of an enqueue when profiled (bench/webhook.py),
-    and the webhook must take 1,000 events a second on one core (SPEC §11).
+    and the webhook must take 1,000 events a second on one core (docs/design.md, Performance).
     """
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     seen = insert(seen_events).values(event_id=bindparam("event_id"), seen_at=bindparam("now"))

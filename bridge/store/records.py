@@ -75,7 +75,8 @@ class QueueEntry:
 
 
 class AuditRecord(BaseModel):
-    """One operation the bridge applied, held, skipped or failed (SPEC §10).
+    """One operation the bridge applied, held, skipped or failed (docs/design.md, Settings and
+    state).
 
     `trigger` names what caused it (event ids or a run id); `because` is the chain of groups
     and mapping entries that made it desired. `before`/`after` are small JSON values such as

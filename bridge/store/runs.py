@@ -1,4 +1,5 @@
-"""Sync runs, and the removals a removal budget held back until someone approves them (SPEC §5).
+"""Sync runs, and the removals a removal budget held back until someone approves them
+(docs/design.md, Safety).
 
 A held run is a row, so it survives restarts; approval is one conditional UPDATE, so two
 approvers racing (CLI and admin API, two processes) cannot both get the operations.

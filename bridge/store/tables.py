@@ -60,7 +60,7 @@ seen_events = Table(
     Index("ix_seen_events_seen_at", "seen_at"),
 )
 
-# Where each event-store poller left off (SPEC §4.3).
+# Where each event-store poller left off (docs/design.md, Triggers).
 cursors = Table(
     "cursors",
     metadata,

@@ -1,4 +1,5 @@
-"""A read-only target answering from a target snapshot (SPEC §7), for offline planning."""
+"""A read-only target answering from a target snapshot (docs/design.md, Formats), for offline
+planning."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Small builders for the pure-core tests, and a loader for the scenario folders next to it.
 
 Each scenario folder holds `mapping.json` (Tines format, canonical keys only), `idp.json` and
-`target.json` (SPEC §7 snapshots), `settings.json` (Policy fields, as in the settings TOML,
-plus `trigger`) and `plan.json`: the exact `Plan.to_json()` of a full plan for that trigger,
-with the IdP snapshot taken as complete. CLI tests can reuse the folders offline
+`target.json` (docs/design.md, Formats snapshots), `settings.json` (Policy fields, as in the
+settings TOML, plus `trigger`) and `plan.json`: the exact `Plan.to_json()` of a full plan for that
+trigger, with the IdP snapshot taken as complete. CLI tests can reuse the folders offline
 (`plan --all --idp-snapshot idp.json --target-snapshot target.json --mapping mapping.json`).
 """
 

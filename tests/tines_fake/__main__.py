@@ -1,6 +1,7 @@
 """Run the Tines fake standalone: `python -m tests.tines_fake --port 8090 --api-key K --seed F`.
 
-The seed is a target snapshot (SPEC §7), e.g. one written by `jit-bridge snapshot target`.
+The seed is a target snapshot (docs/design.md, Formats), e.g. one written by `jit-bridge snapshot
+target`.
 """
 
 from __future__ import annotations

@@ -120,7 +120,8 @@ class FakeState:
 
     # -- test helpers -----------------------------------------------------------------
     def load(self, state: TargetState) -> None:
-        """Replace everything with a snapshot (SPEC §7). Ids must be integers, as in Tines."""
+        """Replace everything with a snapshot (docs/design.md, Formats). Ids must be integers, as
+        in Tines."""
         with self.lock:
             self.users.clear()
             self.containers.clear()

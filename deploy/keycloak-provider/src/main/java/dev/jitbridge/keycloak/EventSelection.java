@@ -6,7 +6,7 @@ import java.util.Set;
 import java.util.regex.Pattern;
 
 /**
- * Which Keycloak events are forwarded (SPEC section 4).
+ * Which Keycloak events are forwarded (docs/design.md, Triggers).
  *
  * <p>Written as a comma list: a user event is its {@code EventType} name ({@code LOGIN}); an admin
  * event is {@code RESOURCE_TYPE:OPERATION} ({@code GROUP_MEMBERSHIP:CREATE}), where the operation
@@ -14,7 +14,7 @@ import java.util.regex.Pattern;
  */
 public final class EventSelection {
 
-    /** The triggers of SPEC section 4. */
+    /** The triggers of docs/design.md, Triggers. */
     public static final String DEFAULT =
             "LOGIN,IDENTITY_PROVIDER_LOGIN,IDENTITY_PROVIDER_FIRST_LOGIN,REGISTER,"
                     + "GROUP_MEMBERSHIP:CREATE,GROUP_MEMBERSHIP:DELETE,USER:UPDATE,USER:DELETE,"

@@ -1,7 +1,7 @@
 package dev.jitbridge.keycloak;
 
 /**
- * Builds the JSON body of SPEC section 8 from plain values, with no Keycloak classes, so the wire
+ * Builds the JSON body of docs/design.md, Listener from plain values, with no Keycloak classes, so the wire
  * format can be tested on its own.
  *
  * <p>Keys, in order: {@code id, time, realm, kind, type, user_id, operation, resource_type,

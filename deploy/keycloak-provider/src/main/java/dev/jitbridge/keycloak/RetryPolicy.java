@@ -43,7 +43,7 @@ public final class RetryPolicy {
         this.random = random;
     }
 
-    /** The defaults of SPEC section 8 with the given attempt limit and real randomness. */
+    /** The defaults of docs/design.md, Listener with the given attempt limit and real randomness. */
     public static RetryPolicy withMaxAttempts(int maxAttempts) {
         return new RetryPolicy(
                 DEFAULT_INITIAL_DELAY,

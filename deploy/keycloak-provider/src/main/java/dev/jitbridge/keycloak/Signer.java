@@ -7,7 +7,7 @@ import javax.crypto.Mac;
 import javax.crypto.spec.SecretKeySpec;
 
 /**
- * Signs an outgoing body the way jit-bridge verifies it (SPEC section 8).
+ * Signs an outgoing body the way jit-bridge verifies it (docs/design.md, Listener).
  *
  * <p>The header value is {@code t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>}.
  * The timestamp is inside the signed bytes so that a captured request cannot be replayed later
