@@ -469,6 +469,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--idp-snapshot", type=Path, metavar="F")
 
+    from bridge.init.command import add_init_command
+
+    add_init_command(sub, common)
+
     db = sub.add_parser("db", help="state store maintenance")
     db_sub = db.add_subparsers(title="db commands")
     p = db_sub.add_parser("upgrade", parents=[common], help="migrate the schema to the newest")

@@ -201,12 +201,12 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
     `overrides` (from command-line flags) win over everything else.
     """
     path = settings_file or _env_path(f"{ENV_PREFIX}SETTINGS")
-    from_file: dict[str, Any] = {}
-    if path is not None:
-        from_file = _read_toml(path)
     env_names = {n for n in Settings.model_fields if f"{ENV_PREFIX}{n.upper()}" in os.environ} | {
         n for n in FILE_FIELDS if f"{ENV_PREFIX}{n.upper()}_FILE" in os.environ
     }
+    from_file: dict[str, Any] = {}
+    if path is not None:
+        from_file = _read_secret_files(_read_toml(path), path, skip=env_names)
     # The TOML file sits below the environment: keep only what the environment leaves unset.
     init = {k: v for k, v in from_file.items() if k not in env_names}
     init.update({k: v for k, v in overrides.items() if v is not None})
@@ -232,6 +232,32 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise SettingsError(f"{path}: not UTF-8 at byte {exc.start}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _read_secret_files(values: dict[str, Any], path: Path, skip: set[str]) -> dict[str, Any]:
+    """`<name>_file = "F"` in the TOML file reads that setting from F (relative to the TOML
+    file's directory), so a settings file can name its secrets without holding them. Names
+    in `skip` come from the environment, which wins: their files are not read."""
+    found = dict(values)
+    for name in FILE_FIELDS:
+        key = f"{name}_file"
+        if key not in found:
+            continue
+        where = found.pop(key)
+        if name in found:
+            raise SettingsError(f"{path}: give '{name}' or '{key}', not both")
+        if name in skip:
+            continue
+        if not isinstance(where, str) or not where:
+            raise SettingsError(f"{path}: '{key}' must be a file name")
+        secret_path = Path(where) if Path(where).is_absolute() else path.parent / where
+        try:
+            found[name] = secret_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"{path}: '{key}': cannot read {secret_path}: {exc.strerror}"
+            ) from exc
+    return found
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:

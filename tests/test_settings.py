@@ -77,6 +77,23 @@ def test_unreadable_secret_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
         load_settings()
 
 
+def test_toml_names_secret_files_relative_to_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "tines_api_key").write_text("key-from-toml-file\n", encoding="utf-8")
+    path = write(tmp_path, 'tines_api_key_file = "tines_api_key"\nadmin_token_file = "gone"\n')
+    monkeypatch.chdir("/")
+    with pytest.raises(SettingsError, match="'admin_token_file': cannot read .*gone"):
+        load_settings(path)
+    monkeypatch.setenv("JIT_BRIDGE_ADMIN_TOKEN", "from-env")
+    s = load_settings(path)
+    assert s.secret("tines_api_key") == "key-from-toml-file"
+    assert s.secret("admin_token") == "from-env"
+    both = write(tmp_path, 'scim_token = "x"\nscim_token_file = "tines_api_key"\n')
+    with pytest.raises(SettingsError, match="not both"):
+        load_settings(both)
+
+
 def test_bad_values_name_every_setting(tmp_path: Path) -> None:
     path = write(tmp_path, 'mode = "turbo"\nmax_removals = -1\nmax_removels = 3\n')
     with pytest.raises(SettingsError) as err:

@@ -1,0 +1,1 @@
+"""`jit-bridge init`: set up Keycloak, settings and secrets for a new bridge."""
