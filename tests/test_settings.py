@@ -83,7 +83,7 @@ def test_toml_names_secret_files_relative_to_itself(
     (tmp_path / "tines_api_key").write_text("key-from-toml-file\n", encoding="utf-8")
     path = write(tmp_path, 'tines_api_key_file = "tines_api_key"\nadmin_token_file = "gone"\n')
     monkeypatch.chdir("/")
-    with pytest.raises(SettingsError, match="'admin_token_file': cannot read .*gone"):
+    with pytest.raises(SettingsError, match=r"'admin_token_file': cannot read .*gone"):
         load_settings(path)
     monkeypatch.setenv("JIT_BRIDGE_ADMIN_TOKEN", "from-env")
     s = load_settings(path)

@@ -112,9 +112,13 @@ class KeycloakSetup:
         updated = {
             **config,
             **dict.fromkeys(EVENT_SWITCHES, True),
-            "enabledEventTypes": types + added_types,
             "eventsListeners": listeners + added_listeners,
         }
+        # Keycloak shows a realm that stores the default types as a list of them all; sending
+        # that list back would pin it. Left out, the types stay as they are.
+        updated.pop("enabledEventTypes", None)
+        if added_types:
+            updated["enabledEventTypes"] = types + added_types
         self.api.request("PUT", path, "changing the realm's event settings", json=updated)
         self.record.add(
             {
@@ -129,6 +133,7 @@ class KeycloakSetup:
     # -- the client ------------------------------------------------------------------------
     def ensure_client(self, client_id: str) -> None:
         existing = self.api.find_client(client_id)
+        before: dict[str, Any] = {}
         if existing is None:
             text = (
                 f"create client '{client_id}' (confidential, service account, no user-facing flows)"
@@ -177,7 +182,8 @@ class KeycloakSetup:
                     self.record.add(
                         {"step": "update_client", "did": text, "id": uuid, "before": before}
                     )
-        if not self.dry_run:
+        if self.outcome.client_uuid is not None and not (self.dry_run and before):
+            # A dry run reads it too, to compare the secret file.
             secret = self.api.get(
                 f"{self.api.realm_path}/clients/{uuid}/client-secret",
                 f"reading the secret of client '{client_id}'",
@@ -354,12 +360,20 @@ def _undo_one(
         restored = {
             **config,
             **entry["before"],
-            "enabledEventTypes": _without(config.get("enabledEventTypes"), entry["added_types"]),
             "eventsListeners": _without(config.get("eventsListeners"), entry["added_listeners"]),
         }
+        restored.pop("enabledEventTypes", None)
+        if entry["added_types"]:
+            restored["enabledEventTypes"] = _without(
+                config.get("enabledEventTypes"), entry["added_types"]
+            )
         if not dry_run:
             api.request("PUT", path, "restoring the realm's event settings", json=restored)
-        return "restore the realm's event settings (" + str(entry["did"]).split(": ", 1)[-1] + ")"
+        return (
+            "restore the realm's event settings (taking back: "
+            + str(entry["did"]).split(": ", 1)[-1]
+            + ")"
+        )
     if step == "create_webhook":
         path = f"realms/{quote(api.realm, safe='')}/webhooks/{entry['id']}"
         if not dry_run:
