@@ -528,16 +528,10 @@ def _service_account_login(settings: Settings, roles: list[str]) -> str | None:
 
 def _plan_summary(settings: Settings, mapping: Mapping) -> str:
     from bridge.cli import render_plan
-    from bridge.reconcile import Reconciler
-    from bridge.wiring import build_source, build_target
+    from bridge.wiring import build_reconciler
 
     try:
-        reconciler = Reconciler(
-            policy=settings.policy,
-            mapping=lambda: mapping,
-            source=build_source(settings),
-            target=build_target(settings, dry_run=True),
-        )
+        reconciler = build_reconciler(settings, lambda: mapping, dry_run=True)
         plan = reconciler.plan_all("reconcile", None)[0]
     except Exception as exc:
         return f"could not plan: {type(exc).__name__}: {exc}"
