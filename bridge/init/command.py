@@ -215,7 +215,7 @@ def _init(args: argparse.Namespace, settings: Settings, directory: Path, prompte
 
     # Check what can be checked before anything changes.
     _say(f"checking the target at {target_url} ...")
-    candidate = _settings({**values, "poll_events": False}, secret_values, {})
+    candidate = _settings({**values, "poll_events": False}, secret_values)
     problem = _target_reachable(candidate)
     if problem:
         _err(f"the target is not usable, nothing was changed: {problem}")
@@ -231,13 +231,22 @@ def _init(args: argparse.Namespace, settings: Settings, directory: Path, prompte
         else _dry_record(directory, keycloak_url, realm)
     )
     setup = KeycloakSetup(api, record, dry_run=args.dry_run)
-    way: EventsWay | None = None
     try:
         api.login()
         api.check_realm()
         installed = api.event_listener_providers()
-        way = _events_way(args.events, installed, prompter, values)
+        way = _events_way(args.events, installed, prompter)
         webhook_url = args.webhook_url or _webhook_url(listen)
+        if way == "phasetwo" and not args.webhook_url:
+            webhook_url = (
+                prompter.text(
+                    "The bridge's webhook URL, as Keycloak reaches it",
+                    None,
+                    flag="--webhook-url",
+                    default=webhook_url,
+                )
+                or webhook_url
+            )
         _say(f"realm '{realm}' at {keycloak_url}: bridge hears of events by {_WAYS[way]}")
         setup.ensure_events(way)
         setup.ensure_client(client_id)
@@ -282,7 +291,7 @@ def _init(args: argparse.Namespace, settings: Settings, directory: Path, prompte
             },
         )
 
-    effective = _settings(values, secret_values, {})
+    effective = _settings(values, secret_values)
     ok = _checks(effective, mapping, service_account_roles(mapping, way))
     _next_steps(directory, values, way, webhook_url, args.print_env)
     return EXIT_OK if ok else EXIT_FAILURE
@@ -295,9 +304,7 @@ _WAYS: dict[str, str] = {
 }
 
 
-def _events_way(
-    asked: str, installed: set[str], prompter: Prompter, values: dict[str, Any]
-) -> EventsWay:
+def _events_way(asked: str, installed: set[str], prompter: Prompter) -> EventsWay:
     has_listener = LISTENER_ID in installed
     has_phasetwo = PHASETWO_LISTENER_ID in installed
     if asked == "listener" and not has_listener:
@@ -344,11 +351,9 @@ def _webhook_url(listen: str) -> str:
     return f"http://{host}:{port}/webhooks/keycloak"
 
 
-def _settings(
-    values: dict[str, Any], secret_values: dict[str, str], extra: dict[str, Any]
-) -> Settings:
+def _settings(values: dict[str, Any], secret_values: dict[str, str]) -> Settings:
     try:
-        return Settings(**{**values, **secret_values, **extra})
+        return Settings(**{**values, **secret_values})
     except Exception as exc:  # pydantic's ValidationError, with every problem
         raise SettingsError(f"the settings init would write are not valid: {exc}") from None
 
