@@ -26,8 +26,6 @@ from tests.fixtures.bridge import BridgeProcess, free_port
 from tests.fixtures.keycloak import TestKeycloak
 from tests.tines_fake import TinesFake
 
-pytestmark = [pytest.mark.keycloak]
-
 JIT_BRIDGE = str(Path(sys.executable).parent / "jit-bridge")
 PASSWORD = "init-user-password"
 MAPPING = {
@@ -252,6 +250,7 @@ def tines_role(tines: TinesFake, email: str, team: str) -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.bridge_process  # `jit-bridge run`, started here from what init wrote
 def test_init_then_run_provisions_a_login_and_undo_restores_the_realm(
     fresh_realm: FreshRealm, init_files: InitFiles, tines_fake: TinesFake
 ) -> None:
