@@ -466,26 +466,22 @@ def _checks(settings: Settings, mapping: Mapping, roles: list[str]) -> bool:
     else:
         _say(f"  ok   Keycloak login as the service account ({', '.join(roles)})")
 
-    from bridge.validation import check_against_target
+    from bridge.validation import TargetCheck, check_against_target
     from bridge.wiring import build_target
 
     try:
-        problems = check_against_target(mapping, build_target(settings, dry_run=True))
+        check = check_against_target(mapping, build_target(settings, dry_run=True))
     except Exception as exc:  # a target failure is reported, not raised
-        problems = [f"{type(exc).__name__}: {exc}"]
-    if problems and settings.target == "scim" and settings.scim_create_groups:
-        # A SCIM team is its groups, which the bridge creates when it first needs them.
-        _say(
-            f"  ok   validate --against-target: {len(problems)} team(s) not in the SCIM service "
-            "yet; the bridge creates their groups when first needed (scim_create_groups)"
-        )
-    elif problems:
+        check = TargetCheck(errors=[f"{type(exc).__name__}: {exc}"])
+    if check.errors:
         ok = False
-        _say(f"  FAIL validate --against-target: {len(problems)} problem(s)")
-        for line in problems:
+        _say(f"  FAIL validate --against-target: {len(check.errors)} problem(s)")
+        for line in check.errors:
             _say(f"       {settings.mapping_file}: {line}")
     else:
-        _say("  ok   validate --against-target: every team the mapping names exists")
+        _say("  ok   validate --against-target: the target can hold what the mapping grants")
+    for line in check.notes:
+        _say(f"       note: {line}")
     if ok:
         summary = _plan_summary(settings, mapping)
         _say("  plan --all:")
