@@ -38,7 +38,7 @@ def serve(database_url: str, port: int, synchronous: str) -> None:
     """The server process: the product's app and store, nothing else running."""
     import uvicorn
 
-    from bridge.app_state import MappingHolder, ServiceContext
+    from bridge.app_state import ServiceContext
     from bridge.health import Health
     from bridge.metrics import Metrics
     from bridge.server import create_app
@@ -56,7 +56,7 @@ def serve(database_url: str, port: int, synchronous: str) -> None:
     context = ServiceContext(
         settings=settings,
         store=store,
-        mappings=MappingHolder(mapping=None, version=None),  # type: ignore[arg-type]
+        mappings=None,  # type: ignore[arg-type]  # the webhook path reads no mapping
         metrics=Metrics(),
         health=Health(),
         reconciler=no_reconciler,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from bridge.health import Health
 from bridge.keys import EnqueueResult, TriggerKind
-from bridge.mapping import Mapping
+from bridge.mapping_versions import MappingInForce
 from bridge.metrics import Metrics
 from bridge.model import Mode
 from bridge.reconcile import Reconciler
@@ -21,32 +21,17 @@ from bridge.store import Store
 
 
 @dataclass
-class MappingHolder:
-    """The mapping in force. A bad replacement is refused; the last good one stays."""
-
-    mapping: Mapping
-    version: int | None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def get(self) -> Mapping:
-        with self._lock:
-            return self.mapping
-
-    def replace(self, mapping: Mapping, version: int) -> None:
-        with self._lock:
-            self.mapping, self.version = mapping, version
-
-
-@dataclass
 class ServiceContext:
     settings: Settings
     store: Store
-    mappings: MappingHolder
+    mappings: MappingInForce
     metrics: Metrics
     health: Health
     reconciler: Callable[..., Reconciler]
     wake_workers: Callable[[], None]
     readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
+    #: Set when the process begins to stop: not ready, and the webhook refuses deliveries.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def mode(self) -> Mode:
         return self.settings.mode

@@ -55,6 +55,8 @@ class OpResult:
 class ApplyResult:
     results: list[OpResult] = field(default_factory=list)
     stopped_by: TargetError | None = None
+    #: The process began to stop: the operations not yet sent were left for the next run.
+    interrupted: bool = False
 
     @property
     def failed(self) -> list[OpResult]:
@@ -119,7 +121,7 @@ class _Directory:
 
 def dry_run_results(operations: Iterable[Operation]) -> list[OpResult]:
     """What a dry run records: every operation, none sent."""
-    return [OpResult(op=op, outcome="dry_run", **_change_of(op)) for op in operations]
+    return [OpResult(op=op, outcome="dry_run", **change_of(op)) for op in operations]
 
 
 def apply_operations(
@@ -127,9 +129,14 @@ def apply_operations(
     operations: list[Operation],
     state: TargetState,
     on_result: Callable[[OpResult], None] | None = None,
+    *,
+    before_send: Callable[[Operation], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ApplyResult:
-    """Apply in order. `on_result` sees each outcome as soon as it is known, so the audit
-    holds every call made even when the process dies before the run ends."""
+    """Apply in order. `before_send` sees each operation before its call is made and
+    `on_result` its outcome as soon as it is known, so the audit holds every call made
+    (as `unknown` if the process dies during it). `should_stop` is asked before each call:
+    once true, the rest is left unsent (`not_run`) for the next run."""
     directory = _Directory(state, target.names_are_ids)
     result = ApplyResult()
 
@@ -141,17 +148,28 @@ def apply_operations(
 
     appeared: set[str] = set()
     for index, op in enumerate(operations):
-        change = _change_of(op)
+        change = change_of(op)
         if op.email.lower() in appeared:
             settle(OpResult(op=op, outcome="not_run", error="re-planned: user already existed"))
             continue
+        if should_stop is not None and should_stop():
+            settle(
+                *(
+                    OpResult(op=rest, outcome="not_run", error="stopping", **change_of(rest))
+                    for rest in operations[index:]
+                )
+            )
+            result.interrupted = True
+            return result
+        if before_send is not None:
+            before_send(op)
         try:
             _apply_one(target, directory, op)
         except (TransientError, UnauthorizedError) as exc:
             settle(OpResult(op=op, outcome="failed", error=str(exc), **change))
             settle(
                 *(
-                    OpResult(op=rest, outcome="not_run", error="run stopped", **_change_of(rest))
+                    OpResult(op=rest, outcome="not_run", error="run stopped", **change_of(rest))
                     for rest in operations[index + 1 :]
                 )
             )
@@ -206,8 +224,43 @@ def _apply_one(target: Target, directory: _Directory, op: Operation) -> None:
         directory.users[user.email.lower()] = target.update_user(user, active=True)
 
 
-def _change_of(op: Operation) -> _Change:
-    """The before/after an audit record shows for an operation."""
+def in_effect(op: Operation, state: TargetState) -> bool:
+    """Whether `state` (read after the call) shows what `op` does: how the outcome of a call
+    whose answer was lost (a crash) is settled."""
+    user = next((u for u in state.users if u.email.lower() == op.email.lower()), None)
+    if isinstance(op, CreateUser) or user is None:
+        return user is not None
+    if isinstance(op, AddMembership | ChangeRole | RemoveMembership):
+        role = _role_in(state, user.id, op.team, op.case_group)
+        if isinstance(op, AddMembership):
+            return role == op.role
+        if isinstance(op, ChangeRole):
+            return role == op.to_role
+        return role is None
+    if isinstance(op, SetTenantOwner):
+        return user.tenant_owner == op.value
+    if isinstance(op, SetTenantPermissions):
+        held = set(user.tenant_permissions)
+        return set(op.add) <= held and not set(op.remove) & held
+    if isinstance(op, UpdateProfile):
+        return all(getattr(user, name, None) == value for name, value in op.changes.items())
+    return user.active == isinstance(op, ActivateUser)
+
+
+def _role_in(state: TargetState, user_id: str, team: str, case_group: str | None) -> str | None:
+    for found in state.teams:
+        if found.name != team:
+            continue
+        members = found.members
+        if case_group is not None:
+            group = next((g for g in found.case_groups if g.name == case_group), None)
+            members = [] if group is None else group.members
+        return next((m.role for m in members if m.user_id == user_id), None)
+    return None
+
+
+def change_of(op: Operation) -> _Change:
+    """The before/after an audit record shows for an operation (and rebuilds it from)."""
     if isinstance(op, AddMembership):
         return {"before": {}, "after": {"role": op.role}}
     if isinstance(op, ChangeRole):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
+    from bridge.mapping import Mapping
     from bridge.model import Plan, Trigger
     from bridge.settings import Settings
 
@@ -137,14 +138,13 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.keys import UserRef
-    from bridge.wiring import build_reconciler, open_store, read_mapping
+    from bridge.wiring import build_reconciler, mapping_in_force, open_store
 
     trigger = _trigger(args)
-    mapping = read_mapping(settings, args.mapping)
     store = open_store(settings)
     reconciler = build_reconciler(
         settings,
-        lambda: mapping,
+        mapping_in_force(settings, args.mapping, store),
         store=store,
         dry_run=args.dry_run,
         idp_snapshot=args.idp_snapshot,
@@ -172,9 +172,9 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.keys import UserRef
     from bridge.resolve import explain
-    from bridge.wiring import build_source, read_mapping
+    from bridge.wiring import build_source
 
-    mapping = read_mapping(settings, args.mapping)
+    mapping = _mapping_for(args, settings, offline=args.idp_snapshot is not None)
     source = build_source(settings, args.idp_snapshot)
     identity = source.read_user(UserRef(email=args.user))
     if not identity.users:
@@ -190,10 +190,11 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.model import IdpSnapshot, TargetState
-    from bridge.wiring import build_source, build_target, read_mapping
+    from bridge.wiring import build_source, build_target
 
     if args.side == "idp":
-        identity = build_source(settings).read_all(read_mapping(settings, args.mapping))
+        mapping = _mapping_for(args, settings, offline=False)
+        identity = build_source(settings).read_all(mapping)
         if identity.unreadable_groups:
             for selector, reason in sorted(identity.unreadable_groups.items()):
                 _err(f"group '{selector}' could not be read: {reason}")
@@ -237,13 +238,15 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.store.errors import RunAlreadyApprovedError, RunNotFoundError, RunNotHeldError
-    from bridge.wiring import build_reconciler, open_store, read_mapping
+    from bridge.wiring import build_reconciler, mapping_in_force, open_store
 
-    mapping = read_mapping(settings, args.mapping)
     store = open_store(settings)
     try:
         reconciler = build_reconciler(
-            settings, lambda: mapping, store=store, idp_snapshot=args.idp_snapshot
+            settings,
+            mapping_in_force(settings, args.mapping, store),
+            store=store,
+            idp_snapshot=args.idp_snapshot,
         )
         report = reconciler.approve(args.run_id, approved_by="cli")
     except (LookupError, RunNotFoundError, RunNotHeldError, RunAlreadyApprovedError) as exc:
@@ -272,6 +275,20 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 # -- plan helpers ------------------------------------------------------------------------
 
 
+def _mapping_for(args: argparse.Namespace, settings: Settings, *, offline: bool) -> Mapping:
+    """`--mapping F` or, offline (snapshots), the mapping file; live, the installation's
+    mapping in force from the state store, as the service and `sync` use it."""
+    from bridge.wiring import mapping_in_force, open_store, read_mapping
+
+    if args.mapping is not None or offline:
+        return read_mapping(settings, args.mapping)
+    store = open_store(settings)
+    try:
+        return mapping_in_force(settings, None, store)()
+    finally:
+        store.close()
+
+
 def _make_plan(args: argparse.Namespace, settings: Settings, trigger: Trigger) -> Plan:
     from bridge.gcpause import paused_gc
 
@@ -288,11 +305,11 @@ def _plan_from(args: argparse.Namespace, settings: Settings, trigger: Trigger) -
         build_source,
         build_target,
         read_idp_snapshot,
-        read_mapping,
         read_target_snapshot,
     )
 
-    mapping = read_mapping(settings, args.mapping)
+    offline = args.idp_snapshot is not None or args.target_snapshot is not None
+    mapping = _mapping_for(args, settings, offline=offline)
     if args.target_snapshot is not None:
         if args.idp_snapshot is None:
             raise UsageError("--target-snapshot needs --idp-snapshot as well")

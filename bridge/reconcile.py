@@ -9,9 +9,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from bridge.apply import ApplyResult, OpResult, apply_operations, dry_run_results
+from pydantic import TypeAdapter, ValidationError
+
+from bridge.apply import (
+    ApplyResult,
+    OpResult,
+    apply_operations,
+    change_of,
+    dry_run_results,
+    in_effect,
+)
 from bridge.gcpause import paused_gc
 from bridge.guard import apply_removal_budget, count_managed_memberships, is_removal
 from bridge.keys import EVERYONE, UserRef
@@ -23,9 +33,11 @@ from bridge.sources.base import IdentitySource
 from bridge.targets.base import Target
 
 if TYPE_CHECKING:  # an offline plan runs without the store (SQLAlchemy, Alembic)
-    from bridge.store import FinishedRunStatus, Store
+    from bridge.store import AuditRecord, FinishedRunStatus, Store
 
 log = logging.getLogger(__name__)
+
+_OPERATION: TypeAdapter[Operation] = TypeAdapter(Operation)
 
 
 @dataclass
@@ -73,13 +85,17 @@ class Reconciler:
         target: Target,
         store: Store | None = None,
         dry_run: bool = False,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
+        """`should_stop`: asked before each write; once true (the process is stopping) the
+        run ends `interrupted` and what it did not send is planned again by the next run."""
         self.policy = policy
         self._mapping = mapping
         self.source = source
         self.target = target
         self.store = store
         self.dry_run = dry_run
+        self.should_stop = should_stop
 
     # -- planning (pure after the reads) -------------------------------------------------
     def plan_user(self, ref: UserRef, trigger: Trigger) -> tuple[Plan, TargetState]:
@@ -111,6 +127,7 @@ class Reconciler:
             plan = make_plan(mapping, self.policy, identity, empty, trigger, scope)
             return plan, empty, identity.unreadable_groups, frozenset()
         state = self._read_target_for(sorted(emails), creating=trigger == "login")
+        self._settle_unknown_writes(state, emails)
         unfinished: frozenset[str] = frozenset()
         if self._tracks_first_logins and trigger == "login":
             assert self.store is not None
@@ -132,10 +149,40 @@ class Reconciler:
         with paused_gc():
             identity = self.source.read_all(mapping)
             state = self.target.read_state()
+            self._settle_unknown_writes(state, None)
             plan = make_plan(mapping, self.policy, identity, state, trigger, None)
             managed = count_managed_memberships(mapping, self.policy, state)
             budgeted = apply_removal_budget(plan, self.policy, managed, allow_removals)
         return budgeted, state, identity.unreadable_groups
+
+    def _settle_unknown_writes(self, state: TargetState, emails: set[str] | None) -> None:
+        """Record the outcome of writes whose answer a stopped process never got, from what
+        this fresh read shows: in effect (`applied`) or not (`failed`; planned again)."""
+        if self.store is None or self.dry_run:
+            return
+        for intent_id, intent in self.store.unsettled_writes(emails):
+            op = _operation_of(intent)
+            if op is None:
+                continue
+            applied = in_effect(op, state)
+            outcome = intent.model_copy(
+                update={
+                    "time": datetime.now(UTC),
+                    "outcome": "applied" if applied else "failed",
+                    "error": None
+                    if applied
+                    else "not in effect at the next read (its process "
+                    "stopped while sending it); planned again",
+                }
+            )
+            self.store.settle_audit(intent_id, outcome)
+            log.info(
+                "settled %s %s of run %s: %s",
+                intent.op,
+                intent.email,
+                intent.run_id,
+                outcome.outcome,
+            )
 
     @property
     def _tracks_first_logins(self) -> bool:
@@ -217,19 +264,49 @@ class Reconciler:
                 "; ".join(f"{k}: {v}" for k, v in sorted(unreadable.items())),
             )
         begun_before = self._begin_first_logins(plan)
+        if self.store is not None and run_id is not None and plan.held and not self.dry_run:
+            # Before any write: whatever happens to the rest of the run, the hold stands and
+            # can be approved.
+            self.store.hold_run(
+                run_id,
+                [op.model_dump(mode="json", by_alias=True) for op in plan.held],
+                reason=_hold_reason(plan, self.policy, run_id),
+            )
         if self.dry_run:
             report = RunReport(run_id, plan, "dry_run", dry_run_results(plan.operations))
         elif not plan.operations:
             report = RunReport(run_id, plan, "held" if plan.held else "no_changes")
         else:
+            intents: dict[int, int] = {}
+
+            def before_send(op: Operation) -> None:
+                # Write-ahead: recorded as `unknown` before the call, so no write can reach
+                # the target without a record, even if this process dies during the call.
+                if self.store is not None and run_id is not None:
+                    sending = OpResult(op=op, outcome="failed", **change_of(op))
+                    record = _audit_record(run_id, cause, sending)
+                    intents[id(op)] = self.store.record_audit_intent(record)
 
             def audit_now(result: OpResult) -> None:
                 # Operations never sent (the run stopped first) are planned again next time;
                 # the audit records what happened to access, so they are not in it.
-                if run_id is not None and result.outcome != "not_run":
-                    self._audit(run_id, cause, [result])
+                if self.store is None or run_id is None or result.outcome == "not_run":
+                    return
+                record = _audit_record(run_id, cause, result)
+                intent = intents.pop(id(result.op), None)
+                if intent is None:
+                    self.store.record_audit(record)
+                else:
+                    self.store.settle_audit(intent, record)
 
-            outcome = apply_operations(self.target, list(plan.operations), state, audit_now)
+            outcome = apply_operations(
+                self.target,
+                list(plan.operations),
+                state,
+                audit_now,
+                before_send=before_send,
+                should_stop=self.should_stop,
+            )
             report = RunReport(run_id, plan, _status_of(plan, outcome), outcome.results)
             if outcome.stopped_by is not None:
                 report.error = str(outcome.stopped_by)
@@ -242,12 +319,6 @@ class Reconciler:
             pending = report.results if self.dry_run else []
             held = [] if self.dry_run else [OpResult(op=op, outcome="held") for op in plan.held]
             self._audit(run_id, cause, [*pending, *held])
-            if plan.held and not self.dry_run:
-                self.store.hold_run(
-                    run_id,
-                    [op.model_dump(mode="json", by_alias=True) for op in plan.held],
-                    reason=_hold_reason(plan, self.policy),
-                )
             self.store.finish_run(run_id, report.status, report.summary())
         return report
 
@@ -281,27 +352,55 @@ class Reconciler:
             self.store.finish_first_logins(over)
 
     def _audit(self, run_id: str, cause: str, records: list[OpResult]) -> None:
-        if self.store is None:
-            return
-        from bridge.store import AuditRecord
+        if self.store is not None and records:
+            self.store.record_audit_many(_audit_record(run_id, cause, r) for r in records)
 
-        for result in records:
-            op = result.op
-            self.store.record_audit(
-                AuditRecord(
-                    run_id=run_id,
-                    trigger=cause,
-                    email=op.email,
-                    op=op.op,
-                    team=getattr(op, "team", None),
-                    case_group=getattr(op, "case_group", None),
-                    before=result.before,
-                    after=result.after,
-                    because=list(getattr(op, "because", [])),
-                    outcome=result.outcome,
-                    error=result.error,
-                )
-            )
+
+def _audit_record(run_id: str, cause: str, result: OpResult) -> AuditRecord:
+    from bridge.store import AuditRecord
+
+    op = result.op
+    return AuditRecord(
+        run_id=run_id,
+        trigger=cause,
+        email=op.email,
+        op=op.op,
+        team=getattr(op, "team", None),
+        case_group=getattr(op, "case_group", None),
+        before=result.before,
+        after=result.after,
+        because=list(getattr(op, "because", [])),
+        outcome=result.outcome,
+        error=result.error,
+    )
+
+
+def _operation_of(record: AuditRecord) -> Operation | None:
+    """The operation an audit record of a write describes (None if it cannot be rebuilt)."""
+    fields: dict[str, Any] = {"op": record.op, "email": record.email}
+    if record.op != "create_user":
+        fields["because"] = record.because
+    before, after = record.before or {}, record.after or {}
+    if record.team is not None:
+        fields |= {"team": record.team, "case_group": record.case_group}
+    details: dict[str, dict[str, Any]] = {
+        "add_membership": {"role": after.get("role")},
+        "change_role": {"from": before.get("role"), "to": after.get("role")},
+        "remove_membership": {"role": before.get("role")},
+        "set_tenant_owner": {"value": after.get("tenant_owner")},
+        "set_tenant_permissions": {
+            "add": after.get("added", []),
+            "remove": before.get("removed", []),
+        },
+        "update_profile": {"changes": after},
+        "create_user": dict(after),
+    }
+    fields |= details.get(record.op, {})
+    try:
+        return _OPERATION.validate_python(fields)
+    except ValidationError:
+        log.warning("cannot rebuild %s %s from its audit record", record.op, record.email)
+        return None
 
 
 def _appeared(results: list[OpResult]) -> set[str]:
@@ -310,6 +409,8 @@ def _appeared(results: list[OpResult]) -> set[str]:
 
 
 def _status_of(plan: Plan, outcome: ApplyResult) -> FinishedRunStatus:
+    if outcome.interrupted:
+        return "interrupted"
     if outcome.stopped_by is not None:
         return "failed" if not outcome.applied else "partial"
     if outcome.failed:
@@ -317,12 +418,12 @@ def _status_of(plan: Plan, outcome: ApplyResult) -> FinishedRunStatus:
     return "held" if plan.held else "succeeded"
 
 
-def _hold_reason(plan: Plan, policy: Policy) -> str:
+def _hold_reason(plan: Plan, policy: Policy, run_id: str) -> str:
     removals = [op for op in plan.held if is_removal(op, policy)]
     return (
         f"{len(removals)} removals exceed the budget (max_removals={policy.max_removals}, "
         f"max_removal_fraction={policy.max_removal_fraction}); approve with "
-        "`jit-bridge approve RUN_ID`"
+        f"`jit-bridge approve {run_id}` or POST /api/v1/runs/{run_id}/approve"
     )
 
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.app_state import ServiceContext
-from bridge.intake.webhook import WebhookFastPath, webhook_handler
+from bridge.intake.webhook import WEBHOOK_PATH, WebhookFastPath, webhook_handler
 from bridge.keys import EVERYONE, TriggerKind, UserRef
 from bridge.mapping_file import MappingError, dump_mapping, parse_mapping
+from bridge.mapping_versions import API_SOURCE
 from bridge.model import Trigger
 from bridge.store import RunAlreadyApprovedError, RunNotFoundError, RunNotHeldError
 
@@ -47,6 +50,8 @@ def create_app(ctx: ServiceContext) -> ASGIApp:
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
+        if ctx.stopping.is_set():
+            return JSONResponse({"ready": False, "stopping": True}, status_code=503)
         checks: dict[str, str] = {}
         for name, check in {"store": ctx.store.ping, **ctx.readiness_checks}.items():
             try:
@@ -64,7 +69,25 @@ def create_app(ctx: ServiceContext) -> ASGIApp:
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(_admin_router(ctx), prefix="/api/v1")
-    return app if handler is None else WebhookFastPath(app, handler)
+    served = app if handler is None else WebhookFastPath(app, handler)
+    return _RefuseWebhooksWhileStopping(served, ctx.stopping)
+
+
+class _RefuseWebhooksWhileStopping:
+    """A stopping process takes no new triggers: the sender retries them (at another
+    process behind a load balancer, or at this one's successor)."""
+
+    def __init__(self, app: ASGIApp, stopping: threading.Event) -> None:
+        self.app, self.stopping = app, stopping
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.stopping.is_set() and scope["type"] == "http" and scope["path"] == WEBHOOK_PATH:
+            answer = JSONResponse(
+                {"error": "stopping; deliver again"}, 503, headers={"Retry-After": "5"}
+            )
+            await answer(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _admin_router(ctx: ServiceContext) -> APIRouter:
@@ -146,20 +169,28 @@ def _admin_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get("/mapping")
     def get_mapping() -> dict[str, Any]:
-        return {"version": ctx.mappings.version, "mapping": dump_mapping(ctx.mappings.get())}
+        in_use = ctx.mappings.current()
+        return {"version": in_use.version, "mapping": dump_mapping(in_use.mapping)}
 
     @router.put("/mapping")
-    async def put_mapping(request: Request) -> JSONResponse:
+    async def put_mapping(request: Request, dry_run: bool = False) -> Response:
+        """Replace the mapping for every process, then reconcile everyone under it (its
+        removals budgeted as usual). `?dry_run=true`: only the plan, nothing stored."""
         raw = await request.body()
         try:
             mapping = parse_mapping(raw, source="PUT /api/v1/mapping")
         except MappingError as exc:
             problems = [{"pointer": p.pointer, "message": p.message} for p in exc.problems]
             return JSONResponse({"error": "mapping refused", "problems": problems}, 422)
-        version = ctx.store.save_mapping(raw.decode("utf-8"), source="api")
-        ctx.mappings.replace(mapping, version)
-        log.info("mapping version %s in force (from the admin API)", version)
-        return JSONResponse({"version": version}, 200)
+        if dry_run:
+            preview = ctx.reconciler(dry_run=True, mapping=mapping)
+            plan = await run_in_threadpool(preview.plan_all, "reconcile")
+            return Response(plan[0].to_json(), media_type="application/json")
+        version = ctx.store.save_mapping(raw.decode("utf-8"), source=API_SOURCE)
+        ctx.mappings.refresh()
+        queued = ctx.enqueue(EVERYONE, "reconcile", source="mapping-put")
+        log.info("mapping version %s stored from the admin API; full reconcile %s", version, queued)
+        return JSONResponse({"version": version, "full_reconcile": queued}, 200)
 
     @router.post("/runs/{run_id}/approve")
     def approve(run_id: str) -> dict[str, Any]:

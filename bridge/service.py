@@ -7,10 +7,14 @@ store and runs after the next start, so stopping never loses a trigger.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,11 +23,12 @@ from typing import Any
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bridge.app_state import MappingHolder, ServiceContext
+from bridge.app_state import ServiceContext
 from bridge.health import Health
 from bridge.intake.poller import EventPoller, KeycloakAdminEventReader, poll_period
 from bridge.keys import EVERYONE
-from bridge.mapping_file import MappingError, load_mapping, parse_mapping
+from bridge.mapping import Mapping
+from bridge.mapping_versions import MappingInForce
 from bridge.metrics import Metrics
 from bridge.reconcile import Reconciler
 from bridge.server import create_app
@@ -48,35 +53,12 @@ LEADER_LEASE_TTL = 30.0
 """Seconds the scheduler lease lasts unrenewed: when its holder dies, another process runs the
 schedule and the event poller within this plus one renewal period. The holder renews it every
 third of it, so two missed renewals (a slow database) do not yet cost the lease."""
+#: How often each process looks for an edited mapping file (a new version within seconds).
+MAPPING_FILE_CHECK_SECONDS = 2.0
+#: The jobs only the holder of the scheduler lease runs.
+LEADER_JOBS = ("full-reconcile", "poll-events")
 #: How often each process refreshes its target's caches (Tines: which emails exist).
 CACHE_REFRESH_SECONDS = 900.0
-
-
-def load_mapping_in_force(store: Store, path: Path) -> MappingHolder:
-    """The mapping file, recorded as a version when it changed; else the last good version.
-
-    A mapping PUT through the admin API is a newer version and stays in force until the
-    file changes again. A broken file never replaces a good mapping while one is stored.
-    """
-    current = store.current_mapping()
-    try:
-        text = path.read_text(encoding="utf-8")
-        mapping = load_mapping(path)
-    except (OSError, UnicodeDecodeError, MappingError) as exc:
-        if current is None:
-            raise
-        log.error(
-            "mapping file %s is unusable (%s); keeping stored version %s", path, exc, current[0]
-        )
-        return MappingHolder(parse_mapping(current[1], source=f"stored v{current[0]}"), current[0])
-    last_file = next((v for v in store.mapping_versions() if v.source == "file"), None)
-    if last_file is None or last_file.text != text:
-        version = store.save_mapping(text, source="file")
-        return MappingHolder(mapping, version)
-    # Read again: a process starting beside this one may have saved the file since we looked.
-    current = store.current_mapping()
-    assert current is not None
-    return MappingHolder(parse_mapping(current[1], source=f"stored v{current[0]}"), current[0])
 
 
 @dataclass
@@ -98,15 +80,29 @@ class Service:
     @classmethod
     def build(cls, settings: Settings, mapping_override: Path | None = None) -> Service:
         store = open_store(settings)
-        holder = load_mapping_in_force(store, mapping_path(settings, mapping_override))
+        store.holder = f"{socket.gethostname()}:{os.getpid()}"
+        # Runs a killed process left `running` are over: say so before anything else runs.
+        store.interrupt_abandoned_runs()
+        store.keep_process_alive(LEADER_LEASE_TTL)
+        stopping = threading.Event()
+        holder = MappingInForce(store, mapping_path(settings, mapping_override))
         source = build_source(settings)
         target = build_target(settings)
         metrics, health = Metrics(), Health()
 
-        def reconciler(dry_run: bool = False) -> Reconciler:
+        def reconciler(dry_run: bool = False, mapping: Mapping | None = None) -> Reconciler:
+            """`mapping`: plan under this mapping instead of the one in force (a preview)."""
+            chosen = holder.get if mapping is None else lambda: mapping
             if dry_run:  # a plan: a target that refuses writes, nothing recorded
-                return build_reconciler(settings, holder.get, source=source, dry_run=True)
-            return build_reconciler(settings, holder.get, source=source, target=target, store=store)
+                return build_reconciler(settings, chosen, source=source, dry_run=True)
+            return build_reconciler(
+                settings,
+                chosen,
+                source=source,
+                target=target,
+                store=store,
+                should_stop=stopping.is_set,
+            )
 
         workers = WorkerPool(
             store=store,
@@ -115,6 +111,7 @@ class Service:
             metrics=metrics,
             health=health,
             count=settings.workers,
+            stopping=stopping,
         )
         context = ServiceContext(
             settings=settings,
@@ -125,6 +122,7 @@ class Service:
             reconciler=reconciler,
             wake_workers=workers.wake.set,
             readiness_checks=_readiness_checks(source, target),
+            stopping=stopping,
         )
         service = cls(
             settings=settings,
@@ -134,7 +132,7 @@ class Service:
             context=context,
             workers=workers,
             scheduler=BackgroundScheduler(timezone="UTC"),
-            holder_id=f"{socket.gethostname()}:{os.getpid()}",
+            holder_id=store.holder,
         )
         service.poller = _build_poller(settings, context)
         return service
@@ -161,6 +159,15 @@ class Service:
             max_instances=1,
             coalesce=True,
         )
+        # Every process: a host's own mapping file edited there becomes a new version.
+        self.scheduler.add_job(
+            self.context.mappings.record_file_change,
+            "interval",
+            seconds=MAPPING_FILE_CHECK_SECONDS,
+            id="mapping-file",
+            max_instances=1,
+            coalesce=True,
+        )
         if s.poll_events and self.poller is not None:
             self.scheduler.add_job(
                 self._poll,
@@ -170,7 +177,17 @@ class Service:
                 max_instances=1,
                 coalesce=True,
             )
-        if any(job.id != "target-caches" for job in self.scheduler.get_jobs()):
+        # Every process: its own lease says it is alive (so others leave its runs be), and
+        # runs of processes that are gone are marked interrupted.
+        self.scheduler.add_job(
+            self._keep_alive,
+            "interval",
+            seconds=self.lease_ttl / 3,
+            id="process-lease",
+            max_instances=1,
+            coalesce=True,
+        )
+        if any(job.id in LEADER_JOBS for job in self.scheduler.get_jobs()):
             # Renewed on its own timer, more often than it expires and independent of the
             # jobs' intervals: renewing only when a job fires would let the lease lapse
             # between fires (a 900 s schedule against a 30 s lease), and every process
@@ -186,15 +203,45 @@ class Service:
             )
         self.scheduler.start()
 
-    def stop(self) -> None:
-        log.info("stopping: no new work is taken; queued work stays queued")
+    def begin_stop(self) -> None:
+        """Stop taking work: /readyz answers 503, the webhook refuses deliveries (Keycloak
+        retries them, at another process behind a load balancer), the schedule and poller
+        stop, and workers take no new key; reconciles in hand stop before their next write."""
+        if self.context.stopping.is_set():
+            return
+        log.info("stopping: intake closed, no new work taken; queued work stays queued")
+        self.context.stopping.set()
+        self.workers.wake.set()
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
-        self.workers.stop()
-        self.store.release_lease(SCHEDULER_LEASE, self.holder_id)
+            self.scheduler.shutdown(wait=False)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop within `timeout` s (default `shutdown_timeout`): claims finished or handed
+        back, this process's unfinished runs `interrupted`, its leases released."""
+        deadline = time.monotonic() + (
+            self.settings.shutdown_timeout if timeout is None else timeout
+        )
+        self.begin_stop()
+        self.workers.stop(max(0.0, deadline - time.monotonic()))
+        try:
+            interrupted = self.store.interrupt_runs("the process stopped before the run ended")
+            if interrupted:
+                log.warning("%d run(s) interrupted by the stop", interrupted)
+            self.store.release_lease(SCHEDULER_LEASE, self.holder_id)
+            self.store.release_process()
+        except Exception as exc:  # the store is down: the leases expire on their own
+            log.warning("cannot record the stop in the state store (%s)", exc)
         self.target.close()
         self.source.close()
         self.store.close()
+        log.info("stopped")
+
+    def _keep_alive(self) -> None:
+        try:
+            self.store.keep_process_alive(self.lease_ttl)
+            self.store.interrupt_abandoned_runs()
+        except Exception as exc:
+            log.warning("cannot renew this process's lease (%s); retrying", exc)
 
     def _refresh_target_caches(self) -> None:
         try:
@@ -279,18 +326,53 @@ def _build_poller(settings: Settings, context: ServiceContext) -> EventPoller | 
 
 
 def run_service(settings: Settings, mapping_override: Path | None = None) -> int:
-    service = Service.build(settings, mapping_override)
+    return serve(Service.build(settings, mapping_override))
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: it would re-raise SIGTERM after its
+    shutdown, so the process died by the signal (exit 143) before the service's own stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve(service: Service) -> int:
+    """Run `service` under uvicorn until SIGTERM or SIGINT, then stop it gracefully within
+    `shutdown_timeout` and return 0 (a second signal cuts the wait for workers short)."""
+    settings = service.settings
     app = create_app(service.context)
-    service.start_background()
-    config = uvicorn.Config(
-        app,
-        host=settings.listen_host,
-        port=settings.listen_port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=10,
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=settings.listen_host,
+            port=settings.listen_port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
     )
-    server = uvicorn.Server(config)
+    deadline: list[float] = []
+
+    def drain() -> None:
+        # The HTTP server stays up meanwhile, so /readyz says 503 and the webhook refuses.
+        service.workers.stop(max(0.5, settings.shutdown_timeout - 3))
+        server.should_exit = True
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if deadline:
+            log.warning("second %s: stopping now", signal.Signals(signum).name)
+            server.should_exit = True
+            service.workers.abandon()
+            return
+        deadline.append(time.monotonic() + settings.shutdown_timeout)
+        log.info("%s: stopping within %s s", signal.Signals(signum).name, settings.shutdown_timeout)
+        service.begin_stop()
+        threading.Thread(target=drain, name="drain", daemon=True).start()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    service.start_background()
     log.info(
         "jit-bridge %s mode, target %s, listening on %s",
         settings.mode,
@@ -298,7 +380,10 @@ def run_service(settings: Settings, mapping_override: Path | None = None) -> int
         settings.listen,
     )
     try:
-        server.run()  # returns on SIGINT/SIGTERM (uvicorn installs the handlers)
+        server.run()
     finally:
-        service.stop()
+        remaining = (deadline[0] - time.monotonic()) if deadline else settings.shutdown_timeout
+        service.stop(max(0.0, remaining))
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0

@@ -89,6 +89,9 @@ class Settings(BaseSettings, Policy):
 
     # -- operational knobs ---------------------------------------------------------------
     workers: int = Field(default=2, ge=1, le=64)
+    #: Seconds a stopping process (SIGTERM, SIGINT) takes at most to finish or hand back its
+    #: work, mark its unfinished runs interrupted and release its leases.
+    shutdown_timeout: float = Field(default=30, gt=0)
     request_timeout: float = Field(default=15, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

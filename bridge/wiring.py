@@ -26,6 +26,19 @@ def read_mapping(settings: Settings, override: Path | None = None) -> Mapping:
     return load_mapping(mapping_path(settings, override))
 
 
+def mapping_in_force(
+    settings: Settings, override: Path | None, store: Store | None
+) -> Callable[[], Mapping]:
+    """What a command plans with: `--mapping F` alone (offline, what-if), or, with a store,
+    the installation's mapping in force (the file recorded first if it changed)."""
+    if override is not None or store is None:
+        mapping = read_mapping(settings, override)
+        return lambda: mapping
+    from bridge.mapping_versions import MappingInForce
+
+    return MappingInForce(store, settings.mapping_file).get
+
+
 def build_source(settings: Settings, idp_snapshot: Path | None = None) -> IdentitySource:
     if idp_snapshot is not None:
         return SnapshotSource(read_idp_snapshot(idp_snapshot))
@@ -104,6 +117,7 @@ def build_reconciler(
     store: Store | None = None,
     dry_run: bool = False,
     idp_snapshot: Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Reconciler:
     """The one way a Reconciler is made, for the CLI and the service alike: the policy from
     the settings; a dry run when asked for or set (then a target built here refuses writes);
@@ -119,6 +133,7 @@ def build_reconciler(
         target=target if target is not None else build_target(settings, dry_run=dry),
         store=store,
         dry_run=dry,
+        should_stop=should_stop,
     )
 
 

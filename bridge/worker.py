@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,7 +48,10 @@ class WorkerPool:
     lease_seconds: float = 15.0
     idle_wait: float = 0.5
     wake: threading.Event = field(default_factory=threading.Event)
-    _stop: threading.Event = field(default_factory=threading.Event)
+    #: Set when the process stops: no new claims; reconciles in hand stop before a write.
+    stopping: threading.Event = field(default_factory=threading.Event)
+    #: Set once the workers are done: claims in hand are renewed until then.
+    _halted: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _in_hand: dict[str, QueueItem] = field(default_factory=dict)
     _in_hand_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -69,24 +73,45 @@ class WorkerPool:
         self._threads.append(heartbeat)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish the reconcile in hand, take no new work. Unfinished keys stay queued."""
-        self._stop.set()
+        """Take no new work; wait up to `timeout` s for the reconciles in hand (they stop
+        before their next write), then hand back any claim still held. Keys stay queued."""
+        deadline = time.monotonic() + timeout
+        self.stopping.set()
         self.wake.set()
         for thread in self._threads:
-            thread.join(timeout)
+            if thread.name.endswith("-heartbeat"):
+                continue
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.abandon()
+        self._halted.set()
+
+    def abandon(self) -> None:
+        """Hand back every claim still in hand, so another worker takes it at once rather
+        than after its lease expired (the thread holding it is left to die with the process)."""
+        with self._in_hand_lock:
+            in_hand = list(self._in_hand.values())
+            self._in_hand.clear()
+        for item in in_hand:
+            try:
+                self.store.release(item, "handed back: its process stopped")
+            except Exception:
+                log.exception("cannot hand back %s; its claim expires on its own", item.key)
 
     def _loop(self, worker_id: str) -> None:
-        while not self._stop.is_set():
+        while not self.stopping.is_set():
             try:
                 item = self.store.claim(worker_id, lease_seconds=self.lease_seconds)
             except Exception:
                 log.exception("cannot read the queue; retrying")
-                self._stop.wait(2.0)
+                self.stopping.wait(2.0)
                 continue
             if item is None:
                 self.wake.wait(self.idle_wait)
                 self.wake.clear()
                 continue
+            if self.stopping.is_set():
+                self.store.release(item, "handed back: its process stopped")
+                return
             with self._in_hand_lock:
                 self._in_hand[worker_id] = item
             try:
@@ -97,7 +122,7 @@ class WorkerPool:
 
     def _renew_leases(self) -> None:
         """Renew the claim of every key in hand, three times per lease."""
-        while not self._stop.wait(self.lease_seconds / 3):
+        while not self._halted.wait(self.lease_seconds / 3):
             with self._in_hand_lock:
                 in_hand = list(self._in_hand.values())
             for item in in_hand:
@@ -142,6 +167,9 @@ class WorkerPool:
             self.health.record_success("keycloak")
         if report is not None and item.key == EVERYONE:
             self.metrics.unreadable_groups.set(len(report.unreadable_groups))
+        if report is not None and report.status == "interrupted":
+            self.store.release(item, "handed back: its process stopped")
+            return
         if report is not None:
             self.metrics.observe_run(report, kind=_kind_of(item))
             if item.key == EVERYONE and report.status not in ("failed", "partial"):

@@ -200,7 +200,9 @@ def test_good_mapping_replaces_the_one_in_force_and_versions_are_kept(
     accepted = client.put("/api/v1/mapping", headers=AUTH, content=json.dumps(newer))
 
     assert accepted.status_code == 200
-    assert accepted.json() == {"version": 2}
+    assert accepted.json() == {"version": 2, "full_reconcile": "queued"}
+    # Everyone is reconciled under the new mapping, not only those who log in next.
+    assert [(e.key, e.trigger) for e in service.store.queue_items()] == [("all", "reconcile")]
     in_force = client.get("/api/v1/mapping", headers=AUTH).json()
     assert in_force["version"] == 2
     assert in_force["mapping"]["mappings"][0]["role_name"] == "VIEWER"
@@ -212,6 +214,51 @@ def test_good_mapping_replaces_the_one_in_force_and_versions_are_kept(
     # Plans use the new mapping at once: bob is an Analyst, not a Manager.
     plan = client.get("/api/v1/plan", headers=AUTH, params={"user": "bob@example.com"}).json()
     assert [op.get("role") for op in plan["operations"]] == [None, "VIEWER"]
+
+
+def test_a_mapping_put_as_a_dry_run_shows_everyones_plan_and_stores_nothing(
+    admin_api: AdminApi, tines_fake: TinesFake
+) -> None:
+    analytics_with_everyone(tines_fake)
+    client, service = admin_api(MANAGERS_MAPPING)
+    managers_only = {
+        "mappings": [{"group_name": "/Managers", "team_name": "Analytics", "role_name": "EDITOR"}]
+    }
+
+    preview = client.put(
+        "/api/v1/mapping",
+        headers=AUTH,
+        params={"dry_run": "true"},
+        content=json.dumps(managers_only),
+    )
+
+    assert preview.status_code == 200
+    plan = preview.json()
+    removed = sorted(op["email"] for op in plan["operations"] + plan["held"])
+    managers = {"alice@example.com"}  # the realm's only member of /Managers
+    assert removed == sorted(
+        f"{n}@example.com" for n in ACTIVE_USERS if f"{n}@example.com" not in managers
+    )
+    assert client.get("/api/v1/mapping", headers=AUTH).json()["version"] == 1
+    assert [v.version for v in service.store.mapping_versions()] == [1]
+    assert service.store.queue_items() == []
+    assert tines_fake.applied_writes() == []
+
+
+def test_an_edited_mapping_file_becomes_the_next_version(admin_api: AdminApi) -> None:
+    client, service = admin_api(MANAGERS_MAPPING)
+    edited = {"mappings": [{"group_name": "/Managers", "team_name": "Ops", "role_name": "VIEWER"}]}
+
+    service.settings.mapping_file.write_text(json.dumps(edited), encoding="utf-8")
+    assert service.context.mappings.record_file_change() == 2
+
+    in_force = client.get("/api/v1/mapping", headers=AUTH).json()
+    assert in_force["version"] == 2
+    assert in_force["mapping"]["mappings"][0]["team_name"] == "Ops"
+    # A broken edit never replaces the version in force.
+    service.settings.mapping_file.write_text('{"mappings": [{"group_nam": 1}]}', encoding="utf-8")
+    assert service.context.mappings.record_file_change() is None
+    assert client.get("/api/v1/mapping", headers=AUTH).json()["version"] == 2
 
 
 def test_held_run_is_applied_once_when_approved(

@@ -12,6 +12,7 @@ Tines twice (the fake's request log), and the schedule keeps running on a surviv
 from __future__ import annotations
 
 import json
+import signal
 import time
 import uuid
 from collections import Counter
@@ -19,13 +20,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bridge.model import IdpUser
 from tests.fixtures.nodes import (
     LEADER_LEASE_TTL,
+    SHUTDOWN_TIMEOUT,
     TEAMS,
     Deployment,
+    Node,
     start_nodes,
     wait_until,
 )
@@ -170,3 +174,171 @@ def test_the_schedule_moves_to_a_survivor_when_its_leader_is_killed_mid_reconcil
     )
     assert writes_made_more_than_once(tines_fake) == {}
     assert len(tines_fake.applied_writes()) == len(tines_fake.writes())
+
+
+ANALYSTS_ONLY = {
+    "mappings": [{"group_name": "Analysts", "team_name": "Analytics", "role_name": "EDITOR"}]
+}
+
+
+def test_a_mapping_put_to_one_process_is_in_force_in_every_process_and_the_cli(
+    deployment: StartDeployment, tines_fake: TinesFake
+) -> None:
+    bridge = deployment(nodes=2, users=12, mode="enhanced", reconcile_interval=0, in_tines=True)
+    first, second = bridge.nodes
+    assert first.admin("POST", "sync", json={"all": True}).status_code == 202
+    wait_until(
+        lambda: tines_access(tines_fake) == desired_access(bridge.users),
+        SETTLE_TIMEOUT,
+        "everyone provisioned under the file's mapping",
+        *bridge.nodes,
+    )
+
+    put = second.admin("PUT", "mapping", content=json.dumps(ANALYSTS_ONLY))
+
+    assert put.status_code == 200
+    version = put.json()["version"]
+    # The other process plans with the new version from its next request on.
+    assert first.admin("GET", "mapping").json()["version"] == version
+    assert first.admin("GET", "status").json()["mapping_version"] == version
+    # The PUT queued a full reconcile: the Managers memberships go without anyone logging in.
+    analysts_only = {a for a in desired_access(bridge.users) if a[1] == "Analytics"}
+    wait_until(
+        lambda: tines_access(tines_fake) == analysts_only and not bridge.store.queue_items(),
+        SETTLE_TIMEOUT,
+        "the Managers memberships removed by the PUT's full reconcile",
+        *bridge.nodes,
+    )
+    manager = bridge.users[0]
+    assert "/Managers" in manager.groups
+    writes_before = len(tines_fake.writes())
+
+    # A login at the other process and a CLI sync both plan under the new version: neither
+    # gives the Managers membership back (no flapping between processes or with the CLI).
+    assert first.post_login(manager.id) == 202
+    synced = bridge.cli(
+        "sync", "--user", manager.email or "", "--idp-snapshot", str(bridge.snapshot)
+    )
+    assert synced.returncode == 0, synced.stderr
+    assert "no changes" in synced.stdout
+    wait_until(
+        lambda: not bridge.store.queue_items(), SETTLE_TIMEOUT, "the login handled", *bridge.nodes
+    )
+    assert tines_access(tines_fake) == analysts_only
+    assert len(tines_fake.writes()) == writes_before
+
+
+def test_sigterm_mid_reconcile_exits_0_with_every_write_audited_and_nothing_left_running(
+    deployment: StartDeployment, tines_fake: TinesFake
+) -> None:
+    tines_fake.slow(0.05)
+    bridge = deployment(nodes=1, users=40, mode="enhanced", reconcile_interval=3600, in_tines=True)
+    (node,) = bridge.nodes
+    assert node.admin("POST", "sync", json={"all": True}).status_code == 202
+    wait_until(
+        lambda: bridge.lease_holder() == node.holder_id and len(tines_fake.applied_writes()) >= 3,
+        SETTLE_TIMEOUT,
+        "the schedule's lease taken and a full reconcile under way",
+        node,
+    )
+    tines_fake.slow(2.0)  # the write in flight when the signal comes keeps it draining
+    wait_until(
+        lambda: any(r.status is None for r in tines_fake.writes()),
+        SETTLE_TIMEOUT,
+        "a write in flight",
+        node,
+    )
+
+    node.process.send_signal(signal.SIGTERM)
+
+    wait_until(lambda: _readyz(node) != 200, SETTLE_TIMEOUT, "readyz no longer 200", node)
+    assert _readyz(node) == 503, "still serving, and saying it is not ready, while it drains"
+    assert node.process.wait(SHUTDOWN_TIMEOUT + 10) == 0, node.output()
+    runs = bridge.store.list_runs(limit=100)
+    assert [r.status for r in runs if r.status == "running"] == []
+    assert any(r.kind == "all" and r.status == "interrupted" for r in runs)
+    assert bridge.lease_holder() is None
+    # The full reconcile was handed back, not lost: it waits for the next process.
+    (entry,) = bridge.store.queue_items()
+    assert entry.key == "all"
+    assert entry.claimed_by is None
+    # Every write Tines saw has its audit record, with its outcome.
+    audited = [r for r in bridge.store.audit(limit=10_000) if r.op == "add_membership"]
+    assert len(tines_fake.writes()) == len(tines_fake.applied_writes()) == len(audited)
+    assert {r.outcome for r in audited} == {"applied"}
+    assert sorted(_audited_write(r) for r in audited) == sorted(
+        _tines_write(tines_fake, w) for w in tines_fake.applied_writes()
+    )
+
+
+def test_a_write_cut_short_by_kill_9_is_audited_as_unknown_and_settled_by_the_next_read(
+    deployment: StartDeployment, tines_fake: TinesFake
+) -> None:
+    tines_fake.slow(0.05)
+    bridge = deployment(nodes=1, users=20, mode="enhanced", reconcile_interval=0, in_tines=True)
+    (node,) = bridge.nodes
+    assert node.admin("POST", "sync", json={"all": True}).status_code == 202
+    wait_until(lambda: len(tines_fake.applied_writes()) >= 3, SETTLE_TIMEOUT, "writes", node)
+    tines_fake.slow(2.0)
+    wait_until(
+        lambda: any(r.status is None for r in tines_fake.writes()),
+        SETTLE_TIMEOUT,
+        "a write in flight",
+        node,
+    )
+
+    node.kill()
+
+    wait_until(
+        lambda: all(r.status is not None for r in tines_fake.writes()),
+        SETTLE_TIMEOUT,
+        "Tines finished the write the bridge never heard back about",
+    )
+    tines_fake.slow(0.0)
+    in_flight = tines_fake.applied_writes()[-1]
+    audit = bridge.store.audit(limit=10_000)
+    unknown = [r for r in audit if r.outcome == "unknown"]
+    assert [_audited_write(r) for r in unknown] == [_tines_write(tines_fake, in_flight)]
+    assert len(audit) == len(tines_fake.applied_writes())
+
+    bridge.start_node()  # marks the killed run interrupted; the next read settles the write
+
+    wait_until(
+        lambda: (
+            tines_access(tines_fake) == desired_access(bridge.users)
+            and not bridge.store.queue_items()
+        ),
+        SETTLE_TIMEOUT,
+        "the full reconcile finished by the restarted process",
+        *bridge.nodes,
+    )
+    settled = [
+        r
+        for r in bridge.store.audit(limit=10_000)
+        if _audited_write(r) == _audited_write(unknown[0])
+    ]
+    assert [r.outcome for r in settled] == ["applied"]
+    assert writes_made_more_than_once(tines_fake) == {}
+    assert [r.status for r in bridge.store.list_runs(limit=100) if r.status == "running"] == []
+    killed = [r for r in bridge.store.list_runs(limit=100) if r.id == unknown[0].run_id]
+    assert [r.status for r in killed] == ["interrupted"]
+
+
+def _readyz(node: Node) -> int:
+    try:
+        return httpx.get(f"http://127.0.0.1:{node.port}/readyz", timeout=5).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def _audited_write(record: Any) -> tuple[str, str, str]:
+    return (record.email, record.team or "", (record.after or {}).get("role", ""))
+
+
+def _tines_write(fake: TinesFake, write: Any) -> tuple[str, str, str]:
+    """(email, team, role) of a Tines membership invitation from the request log."""
+    state = fake.state.export()
+    team_id = write.path.rstrip("/").split("/")[-2]
+    teams = {t.id: t.name for t in state.teams}
+    emails = {u.id: u.email for u in state.users}
+    return (emails[str(write.body["user_id"])], teams[team_id], write.body["role"])

@@ -105,3 +105,30 @@ def test_a_record_without_a_time_is_stamped_now_and_serialises_to_json(store: St
 def test_an_unknown_outcome_is_refused_before_it_reaches_the_log() -> None:
     with pytest.raises(ValueError, match="outcome"):
         record("gina@example.com", 0, outcome="done")
+
+
+def test_a_write_is_recorded_before_it_is_sent_and_shown_once_with_its_outcome(
+    store: Store,
+) -> None:
+    run_id = store.start_run("user", "login", requested_by="queue:login")
+    sent = store.record_audit_intent(record("alice@example.com", 0, run_id=run_id))
+    unanswered = store.record_audit_intent(record("bob@example.com", 1, run_id=run_id))
+
+    # In flight: shown as unknown, and not yet settled by a read (its run is running).
+    assert [r.outcome for r in store.audit()] == ["unknown", "unknown"]
+    assert store.unsettled_writes(None) == []
+
+    store.settle_audit(sent, record("alice@example.com", 2, run_id=run_id, outcome="applied"))
+    store.finish_run(run_id, "interrupted", {})
+
+    assert [(r.email, r.outcome) for r in store.audit()] == [
+        ("bob@example.com", "unknown"),
+        ("alice@example.com", "applied"),
+    ]
+    assert [(i, r.email) for i, r in store.unsettled_writes(["BOB@example.com"])] == [
+        (unanswered, "bob@example.com")
+    ]
+    assert store.unsettled_writes(["alice@example.com"]) == []
+    store.settle_audit(unanswered, record("bob@example.com", 3, run_id=run_id))
+    assert store.unsettled_writes(None) == []
+    assert [r.outcome for r in store.audit(email="bob@example.com")] == ["applied"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -186,3 +189,63 @@ def test_releasing_a_lease_frees_it_only_for_its_holder(store: Store) -> None:
 
     store.release_lease("scheduler", "proc-a")
     assert store.acquire_lease("scheduler", "proc-b", ttl_seconds=30)
+
+
+def test_a_held_run_stays_approvable_whatever_else_failed_in_it(store: Store) -> None:
+    run_id = store.start_run("all", "reconcile", requested_by="schedule")
+    store.hold_run(run_id, HELD, "over budget")
+
+    store.finish_run(run_id, "partial", {"status": "partial", "outcomes": {"failed": 1}})
+
+    run = store.get_run(run_id)
+    assert run is not None
+    assert (run.status, run.summary["status"]) == ("held", "partial")
+    assert store.approve_run(run_id, approved_by="ops") == HELD
+
+
+def test_a_stopping_process_marks_its_own_running_runs_interrupted(store: Store) -> None:
+    store.holder = "this-host:1"
+    mine = store.start_run("all", "reconcile", requested_by="schedule")
+    store.holder = "other-host:4242"
+    theirs = store.start_run("user", "login", requested_by="queue:login")
+    store.holder = "this-host:1"
+
+    assert store.interrupt_runs("stopping") == 1
+
+    assert [status_of(store, r) for r in (mine, theirs)] == ["interrupted", "running"]
+
+
+def test_runs_left_by_a_dead_process_are_interrupted_by_the_next_start(store: Store) -> None:
+    store.holder = f"{socket.gethostname()}:{_dead_pid()}"
+    dead = store.start_run("all", "reconcile", requested_by="schedule")
+    store.holder = "far-away-host:7"
+    store.keep_process_alive(30)
+    live_elsewhere = store.start_run("user", "login", requested_by="queue:login")
+    store.holder = "cli@far-away-host:8"
+    cli_elsewhere = store.start_run("user", "login", requested_by="cli")
+    store.holder = "gone-host:9"  # a service whose process lease is not live
+    gone_elsewhere = store.start_run("all", "reconcile", requested_by="schedule")
+    store.holder = f"{socket.gethostname()}:{os.getpid()}"
+
+    assert store.interrupt_abandoned_runs() == 2
+
+    runs = (dead, live_elsewhere, cli_elsewhere, gone_elsewhere)
+    assert [status_of(store, r) for r in runs] == [
+        "interrupted",
+        "running",
+        "running",
+        "interrupted",
+    ]
+
+
+def status_of(store: Store, run_id: str) -> str:
+    run = store.get_run(run_id)
+    assert run is not None
+    return run.status
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

@@ -9,6 +9,8 @@ from the injected `clock`, so tests move time instead of sleeping.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -50,6 +52,7 @@ from bridge.store.records import (
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///jit-bridge.db"
+PROCESS_LEASE_PREFIX = "process:"
 EVENT_RETENTION_SECONDS = 7 * 24 * 3600.0
 _PRUNE_EVERY = 1000
 
@@ -69,6 +72,8 @@ class Store:
         self._event_retention = event_retention
         self._enqueues_since_prune = 0
         self._enqueue_batches = GroupCommitter(self.enqueue_many)
+        #: Who this process is in `runs.holder` (the service sets its own id).
+        self.holder = f"cli@{socket.gethostname()}:{os.getpid()}"
 
     @classmethod
     def open(
@@ -185,6 +190,11 @@ class Store:
             log.warning("claim on %s by %s was lost before it failed", item.key, item.worker_id)
         return kept
 
+    def release(self, item: QueueItem, reason: str) -> bool:
+        """Hand `item` back unfinished: the next worker (of any process) takes it at once."""
+        with write_transaction(self._engine) as connection:
+            return queue.release(connection, self._clock(), item, reason)
+
     def extend_claim(self, item: QueueItem, lease_seconds: float = 300) -> bool:
         """Renew the lease of a long attempt (a full reconcile); false if already lost."""
         with write_transaction(self._engine) as connection:
@@ -243,8 +253,39 @@ class Store:
     # -- runs -------------------------------------------------------------------------------
 
     def start_run(self, kind: str, trigger: str, *, requested_by: str) -> str:
+        """A new `running` run, recorded as this process's (`holder`)."""
         with write_transaction(self._engine) as connection:
-            return runs.start(connection, self._clock(), kind, trigger, requested_by)
+            return runs.start(connection, self._clock(), kind, trigger, requested_by, self.holder)
+
+    def interrupt_runs(self, reason: str) -> int:
+        """Mark this process's runs still `running` `interrupted` (it is stopping)."""
+        with write_transaction(self._engine) as connection:
+            return runs.interrupt(connection, self._clock(), {self.holder}, reason)
+
+    def interrupt_abandoned_runs(self) -> int:
+        """Mark `interrupted` the runs left `running` by processes that are gone: on this
+        host, a process id no longer alive; elsewhere, a service whose process lease
+        expired. (A CLI command on another host holds no lease: its runs are left alone.)"""
+        now = self._clock()
+        with read_transaction(self._engine) as connection:
+            holders = runs.running_holders(connection)
+            alive = leases.live_holders(connection, now, PROCESS_LEASE_PREFIX)
+        gone = {h for h in holders if h != self.holder and _process_gone(h, alive)}
+        if not gone:
+            return 0
+        with write_transaction(self._engine) as connection:
+            marked = runs.interrupt(connection, now, gone, "its process stopped or was killed")
+        log.warning(
+            "marked %d run(s) of stopped processes interrupted: %s", marked, sorted(map(str, gone))
+        )
+        return marked
+
+    def keep_process_alive(self, ttl_seconds: float) -> None:
+        """Renew this process's lease: while it is live, other processes leave its runs be."""
+        self.acquire_lease(PROCESS_LEASE_PREFIX + self.holder, self.holder, ttl_seconds)
+
+    def release_process(self) -> None:
+        self.release_lease(PROCESS_LEASE_PREFIX + self.holder, self.holder)
 
     def finish_run(self, run_id: str, status: RunStatus | str, summary: dict[str, Any]) -> None:
         with write_transaction(self._engine) as connection:
@@ -281,6 +322,21 @@ class Store:
         with write_transaction(self._engine) as connection:
             audit.record(connection, records)
 
+    def record_audit_intent(self, record: AuditRecord) -> int:
+        """Record a target write before it is sent; `settle_audit` records its outcome."""
+        with write_transaction(self._engine) as connection:
+            return audit.record_intent(connection, record)
+
+    def settle_audit(self, intent_id: int, outcome: AuditRecord) -> None:
+        with write_transaction(self._engine) as connection:
+            audit.settle(connection, intent_id, outcome)
+
+    def unsettled_writes(self, emails: Iterable[str] | None) -> list[tuple[int, AuditRecord]]:
+        """Writes recorded before sending whose runs ended without their outcome (a crash,
+        a stop past its deadline): (intent id, record), for `emails` or everyone (None)."""
+        with read_transaction(self._engine) as connection:
+            return audit.unsettled(connection, emails, finished_runs_only=True)
+
     def audit(
         self,
         email: str | None = None,
@@ -304,6 +360,15 @@ class Store:
         with read_transaction(self._engine) as connection:
             return mappings.current(connection)
 
+    def latest_mapping_version(self) -> int | None:
+        """The version in force, without its text: cheap enough to ask before every plan."""
+        with read_transaction(self._engine) as connection:
+            return mappings.latest_version(connection)
+
+    def last_mapping_from(self, source: str) -> MappingVersion | None:
+        with read_transaction(self._engine) as connection:
+            return mappings.last_from(connection, source)
+
     def get_mapping(self, version: int) -> str | None:
         with read_transaction(self._engine) as connection:
             return mappings.text_of(connection, version)
@@ -322,3 +387,19 @@ class Store:
     def release_lease(self, name: str, holder: str) -> None:
         with write_transaction(self._engine) as connection:
             leases.release(connection, name, holder)
+
+
+def _process_gone(holder: str | None, alive: set[str]) -> bool:
+    """Whether the process `holder` (`host:pid` or `cli@host:pid`) is known to be gone."""
+    if holder is None:
+        return True  # a run from before runs named their process
+    host, _, pid = holder.removeprefix("cli@").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return not holder.startswith("cli@") and holder not in alive

@@ -36,3 +36,9 @@ def acquire(connection: Connection, now: float, name: str, holder: str, ttl: flo
 def release(connection: Connection, name: str, holder: str) -> None:
     """Give `name` up now, if `holder` has it (a lease taken over meanwhile stays)."""
     connection.execute(delete(leases).where(_l.name == name, _l.holder == holder))
+
+
+def live_holders(connection: Connection, now: float, prefix: str) -> set[str]:
+    """Holders of the unexpired leases whose names start with `prefix`."""
+    statement = select(_l.holder).where(_l.name.startswith(prefix), _l.expires_at > now)
+    return set(connection.execute(statement).scalars())

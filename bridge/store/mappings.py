@@ -4,8 +4,9 @@ current."""
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Row, func, insert, select
 
 from bridge.store.clock import to_datetime
 from bridge.store.records import MappingVersion
@@ -37,6 +38,20 @@ def current(connection: Connection) -> tuple[int, str] | None:
     return None if row is None else (int(row.version), str(row.text))
 
 
+def latest_version(connection: Connection) -> int | None:
+    """The newest version number: what every process checks before it plans."""
+    found = connection.execute(select(func.max(_m.version))).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+def last_from(connection: Connection, source: str) -> MappingVersion | None:
+    """The newest version saved from `source` (the mapping file: `file`)."""
+    row = connection.execute(
+        select(mapping_versions).where(_m.source == source).order_by(_m.version.desc()).limit(1)
+    ).first()
+    return None if row is None else _version(row)
+
+
 def text_of(connection: Connection, version: int) -> str | None:
     return connection.execute(select(_m.text).where(_m.version == version)).scalar_one_or_none()
 
@@ -44,13 +59,14 @@ def text_of(connection: Connection, version: int) -> str | None:
 def versions(connection: Connection) -> list[MappingVersion]:
     """Newest first."""
     rows = connection.execute(select(mapping_versions).order_by(_m.version.desc()))
-    return [
-        MappingVersion(
-            version=row.version,
-            source=row.source,
-            saved_at=to_datetime(row.saved_at),
-            sha256=row.sha256,
-            text=row.text,
-        )
-        for row in rows
-    ]
+    return [_version(row) for row in rows]
+
+
+def _version(row: Row[Any]) -> MappingVersion:
+    return MappingVersion(
+        version=row.version,
+        source=row.source,
+        saved_at=to_datetime(row.saved_at),
+        sha256=row.sha256,
+        text=row.text,
+    )

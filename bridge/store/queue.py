@@ -353,6 +353,19 @@ def fail(connection: Connection, now: float, item: QueueItem, error: str, retry_
     return True
 
 
+def release(connection: Connection, now: float, item: QueueItem, reason: str) -> bool:
+    """Hand a claim back unfinished (a stopping process): the work waits for the next worker
+    at once, without counting as a failed attempt."""
+    row = _claimed_row(connection, item)
+    if row is None:
+        return False
+    work = _Work.claimed_in(row)
+    if row["pending"]:
+        work = work.merged(_Work.waiting_in(row))
+    _update(connection, row, {**_NOT_CLAIMED, **work.as_waiting(now), "last_error": reason})
+    return True
+
+
 def extend(connection: Connection, now: float, item: QueueItem, lease_seconds: float) -> bool:
     """Renew a claim's lease for a long attempt; false if it was already lost."""
     row = _claimed_row(connection, item)

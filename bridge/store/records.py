@@ -15,14 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.keys import TriggerKind
 
-FinishedRunStatus = Literal["succeeded", "no_changes", "dry_run", "held", "partial", "failed"]
+FinishedRunStatus = Literal[
+    "succeeded", "no_changes", "dry_run", "held", "partial", "failed", "interrupted"
+]
 """How a run ended: what a reconcile reports (`RunReport.status`) and records."""
 
 RunStatus = FinishedRunStatus | Literal["running", "approved"]
 """The statuses the bridge writes. The store keeps any string a caller gives, so a run written
 by a newer version still reads back."""
 
-AuditOutcome = Literal["applied", "held", "failed", "skipped", "dry_run"]
+AuditOutcome = Literal["applied", "held", "failed", "skipped", "dry_run", "unknown"]
+"""`unknown`: the write was recorded before it was sent and its outcome is not known yet (in
+flight, or its process died); the next read of that user settles it."""
 
 
 @dataclass(frozen=True)

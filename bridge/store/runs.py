@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, case, insert, literal, select, update
+from sqlalchemy import Connection, RowMapping, case, insert, literal, or_, select, update
 
 from bridge.store.clock import to_datetime
 from bridge.store.errors import RunAlreadyApprovedError, RunNotFoundError, RunNotHeldError
@@ -32,7 +32,9 @@ def new_run_id(now: float) -> str:
     return stamp + randomness
 
 
-def start(connection: Connection, now: float, kind: str, trigger: str, requested_by: str) -> str:
+def start(
+    connection: Connection, now: float, kind: str, trigger: str, requested_by: str, holder: str
+) -> str:
     run_id = new_run_id(now)
     connection.execute(
         insert(runs).values(
@@ -43,9 +45,37 @@ def start(connection: Connection, now: float, kind: str, trigger: str, requested
             status="running",
             started_at=now,
             summary={},
+            holder=holder,
         )
     )
     return run_id
+
+
+def running_holders(connection: Connection) -> set[str | None]:
+    """The processes that have runs `running`."""
+    statement = select(_r.holder).where(_r.status == "running").distinct()
+    return set(connection.execute(statement).scalars())
+
+
+def interrupt(connection: Connection, now: float, holders: set[str | None], reason: str) -> int:
+    """Mark the `running` runs of `holders` (processes stopped or gone) `interrupted`; held
+    removals stay approvable. Returns how many runs were marked."""
+    if not holders:
+        return 0
+    named = sorted(h for h in holders if h is not None)
+    whose = (
+        or_(_r.holder.in_(named), _r.holder.is_(None)) if None in holders else _r.holder.in_(named)
+    )
+    result = connection.execute(
+        update(runs)
+        .where(_r.status == "running", whose)
+        .values(
+            status="interrupted",
+            finished_at=now,
+            summary={"status": "interrupted", "error": reason},
+        )
+    )
+    return result.rowcount
 
 
 def finish(
@@ -57,8 +87,14 @@ def finish(
 ) -> None:
     _require(connection, run_id)
     # An approval that landed between hold and finish stays: reverting the status to
-    # "held" would let the same operations be approved, and applied, a second time.
-    kept_status = case((_r.approved_at.is_not(None), _r.status), else_=literal(status))
+    # "held" would let the same operations be approved, and applied, a second time. A run
+    # that holds removals stays `held` (approvable) whatever else failed in it; how the rest
+    # went is in its summary.
+    kept_status = case(
+        (_r.approved_at.is_not(None), _r.status),
+        (_r.held_operations.is_not(None), literal("held")),
+        else_=literal(status),
+    )
     connection.execute(
         update(runs)
         .where(_r.id == run_id)
@@ -96,7 +132,7 @@ def approve(
         )
     raise RunNotHeldError(
         f"run {run_id} has status {row['status']!r} and holds nothing to approve; only runs "
-        "with status 'held' can be approved (see `jit-bridge` status or the runs list)"
+        "with status 'held' can be approved; GET /api/v1/status lists them under held_runs"
     )
 
 
@@ -116,7 +152,9 @@ def recent(connection: Connection, limit: int, status: str | None) -> list[Run]:
 def _require(connection: Connection, run_id: str) -> RowMapping:
     row = connection.execute(select(runs).where(_r.id == run_id)).mappings().first()
     if row is None:
-        raise RunNotFoundError(f"no run with id {run_id!r}; list runs to find the right id")
+        raise RunNotFoundError(
+            f"no run with id {run_id!r}; held runs are listed by GET /api/v1/status (held_runs)"
+        )
     return row
 
 

@@ -106,8 +106,13 @@ audit_log = Table(
     Column("because", JSON, nullable=False),
     Column("outcome", String(16), nullable=False),
     Column("error", Text),
+    # Set on the record of a write's outcome: the record made before it was sent.
+    Column("intent_id", Integer),
     Index("ix_audit_log_at", "at"),
     Index("ix_audit_log_email_at", "email", "at"),
+    Index("ix_audit_log_intent_id", "intent_id"),
+    # Finds the few writes whose outcome is `unknown` without reading the whole log.
+    Index("ix_audit_log_outcome", "outcome"),
     sqlite_autoincrement=True,
 )
 
@@ -126,7 +131,18 @@ runs = Table(
     Column("hold_reason", Text),
     Column("approved_by", String(200)),
     Column("approved_at", Double),
+    # The process that started the run (`host:pid`, `cli@host:pid` for the CLI).
+    Column("holder", String(200)),
     Index("ix_runs_status", "status"),
+)
+
+# When a user's own reconcile last began (its reads come after): a full reconcile whose bulk
+# read is older leaves that user to the newer run.
+user_reads = Table(
+    "user_reads",
+    metadata,
+    Column("key", String(320), primary_key=True),
+    Column("read_at", Double, nullable=False),
 )
 
 mapping_versions = Table(
