@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict
 
 from bridge.model import IdpUser
 
-SelectorKind = Literal["name", "path", "realm_role", "client_role"]
+SelectorKind = Literal[
+    "name", "path", "realm_role", "client_role", "organization", "organization_group"
+]
 
 
 def ancestor_paths(path: str) -> list[str]:
@@ -39,8 +41,13 @@ def user_paths(user: IdpUser, inherit_parent_groups: bool) -> frozenset[str]:
     return frozenset(path for direct in user.groups for path in _ancestors(direct))
 
 
+def _valid_path(path: str) -> bool:
+    return path.startswith("/") and path != "/" and "//" not in path and not path.endswith("/")
+
+
 class GroupSelector(BaseModel):
-    """One `group_name` value: a plain name, a `/path`, `realm-role:X` or `client-role:C/X`."""
+    """One `group_name` value: a plain name, a `/path`, `realm-role:X`, `client-role:C/X`,
+    `organization:ALIAS` or `organization:ALIAS/GROUP PATH` (a group of that organization)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -48,6 +55,7 @@ class GroupSelector(BaseModel):
     kind: SelectorKind
     name: str
     client: str | None = None
+    organization: str | None = None
 
     @classmethod
     def parse(cls, raw: str) -> GroupSelector:
@@ -63,13 +71,33 @@ class GroupSelector(BaseModel):
             if not sep or not client or not role:
                 raise ValueError("'client-role:' must be followed by CLIENT/ROLE")
             return cls(raw=raw, kind="client_role", name=role, client=client)
+        if raw.startswith("organization:"):
+            return cls._organization(raw)
         if raw.startswith("/"):
-            if raw == "/" or "//" in raw or raw.endswith("/"):
+            if not _valid_path(raw):
                 raise ValueError(f"'{raw}' is not a valid group path")
             return cls(raw=raw, kind="path", name=raw)
         if not raw.strip():
             raise ValueError("group name is empty")
         return cls(raw=raw, kind="name", name=raw)
+
+    @classmethod
+    def _organization(cls, raw: str) -> GroupSelector:
+        rest = raw.removeprefix("organization:")
+        alias, sep, path = rest.partition("/")
+        if not alias.strip():
+            raise ValueError("'organization:' must be followed by an organization alias")
+        if alias != alias.strip():
+            raise ValueError(f"organization alias '{alias}' has leading or trailing spaces")
+        if not sep:
+            return cls(raw=raw, kind="organization", name=alias, organization=alias)
+        group = "/" + path
+        if not _valid_path(group):
+            raise ValueError(
+                f"'{group}' is not a valid group path of organization '{alias}' "
+                "(write organization:ALIAS/GROUP/SUBGROUP)"
+            )
+        return cls(raw=raw, kind="organization_group", name=group, organization=alias)
 
     def matching_groups(self, user: IdpUser, inherit_parent_groups: bool) -> list[str]:
         """The user's group paths (or role names) through which this selector matches.
@@ -78,17 +106,35 @@ class GroupSelector(BaseModel):
         member of `/Eng`, so `/Eng` (or plain `Eng`) matches through `/Eng/SRE`; the path
         returned is the one that matched (`/Eng`), which is what `because` should name.
         """
-        if self.kind in ("realm_role", "client_role"):
-            return self.matching_paths(frozenset(), user)
-        return self.matching_paths(user_paths(user, inherit_parent_groups), user)
+        if self.kind in ("realm_role", "client_role", "organization", "organization_group"):
+            return self.matching_paths(frozenset(), user, inherit_parent_groups)
+        paths = user_paths(user, inherit_parent_groups)
+        return self.matching_paths(paths, user, inherit_parent_groups)
 
-    def matching_paths(self, paths: AbstractSet[str], user: IdpUser) -> list[str]:
-        """`matching_groups` for a user whose group paths (`user_paths`) are known already."""
+    def _matching_organization_group(self, user: IdpUser, inherit_parent_groups: bool) -> list[str]:
+        direct = user.organizations.get(self.organization or "")
+        if direct is None:
+            return []
+        if inherit_parent_groups:
+            member_of = {path for group in direct for path in _ancestors(group)}
+        else:
+            member_of = set(direct)
+        return [self.raw] if self.name in member_of else []
+
+    def matching_paths(
+        self, paths: AbstractSet[str], user: IdpUser, inherit_parent_groups: bool
+    ) -> list[str]:
+        """`matching_groups` for a user whose group paths (`user_paths`) are known already.
+        `inherit_parent_groups` matters for organization groups, which `paths` never holds."""
         if self.kind == "realm_role":
             return [f"realm-role:{self.name}"] if self.name in user.realm_roles else []
         if self.kind == "client_role":
             roles = user.client_roles.get(self.client or "", [])
             return [self.raw] if self.name in roles else []
+        if self.kind == "organization":
+            return [self.raw] if self.name in user.organizations else []
+        if self.kind == "organization_group":
+            return self._matching_organization_group(user, inherit_parent_groups)
         if self.kind == "path":
             return [self.name] if self.name in paths else []
         return sorted(p for p in paths if p.rsplit("/", 1)[-1] == self.name)

@@ -123,7 +123,9 @@ def _normalise_role(value: str) -> str:
 _SELECTOR_HELP = (
     "A plain name matches every Keycloak group of that name at any depth; '/A/B' matches "
     "exactly that group path; 'realm-role:NAME' matches holders of a realm role; "
-    "'client-role:CLIENT/NAME' holders of a client role. Case-sensitive."
+    "'client-role:CLIENT/NAME' holders of a client role; 'organization:ALIAS' members of a "
+    "Keycloak organization, 'organization:ALIAS/GROUP/PATH' members of one of its groups "
+    "(Keycloak 26.6 and newer). Case-sensitive."
 )
 _NOT_BLANK = {"pattern": "\\S"}
 
@@ -136,7 +138,14 @@ Selector = Annotated[
         min_length=1,
         json_schema_extra=_NOT_BLANK,
         description=_SELECTOR_HELP,
-        examples=["Managers", "/Ops/Tier1", "realm-role:auditor", "client-role:tines/admin"],
+        examples=[
+            "Managers",
+            "/Ops/Tier1",
+            "realm-role:auditor",
+            "client-role:tines/admin",
+            "organization:acme",
+            "organization:acme/Sales/EMEA",
+        ],
     ),
     AfterValidator(_check_selector),
 ]
@@ -274,7 +283,9 @@ class MappingFileEntry(_FileObject):
         description=(
             "TEAM_ADMIN, EDITOR, VIEWER or a custom role of the target. Lower case is "
             "accepted and read as upper case. When several entries give one user the same "
-            "team, the highest role (setting role_precedence) wins."
+            "team (or case group), the setting role_conflict decides: 'highest' (default) "
+            "gives the highest role by role_precedence, 'first_entry' (Tines' rule) the role "
+            "of the first matching entry in file order."
         ),
     )
 

@@ -53,6 +53,9 @@ class IdpUser(_Strict):
     groups: list[str] = Field(default_factory=list)
     realm_roles: list[str] = Field(default_factory=list)
     client_roles: dict[str, list[str]] = Field(default_factory=dict)
+    organizations: dict[str, list[str]] = Field(default_factory=dict)
+    """Keycloak Organizations the user is a member of, by alias, each with the full paths of
+    the organization groups the user is a direct member of (empty when none)."""
 
 
 class IdpSnapshot(_Strict):

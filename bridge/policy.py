@@ -15,6 +15,8 @@ from bridge.model import Mode
 
 DEFAULT_ROLE_PRECEDENCE = ("TEAM_ADMIN", "EDITOR", "VIEWER")
 
+RoleConflict = Literal["highest", "first_entry"]
+
 
 class Policy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -23,6 +25,9 @@ class Policy(BaseModel):
     manage_teams: Literal["all", "mapped"] = "all"
     inherit_parent_groups: bool = True
     role_precedence: tuple[str, ...] = DEFAULT_ROLE_PRECEDENCE
+    #: Which entry wins when several give one user the same team or case group: the highest
+    #: role by `role_precedence`, or the first matching entry in file order (Tines' own rule).
+    role_conflict: RoleConflict = "highest"
     protected_users: frozenset[str] = frozenset()
     require_verified_email: bool = True
     on_idp_user_disabled: Literal["remove_access", "deactivate", "ignore"] = "remove_access"

@@ -3,11 +3,17 @@
 Pure: a function of (mapping, policy, user). The planner diffs its result against the target;
 `jit-bridge explain` prints `explain()`, which walks the same rules entry by entry.
 
-Conflict rule (docs/design.md, Mapping): when several entries grant one team (or one case group),
-the role ranked highest by `policy.role_precedence` wins; a role the precedence does not list ranks
-below every listed one, and between equal ranks the entry that comes first in the file wins.
-`because` names every matching entry that grants the winning role (not only the first), so an
-operator can see every group that would have to go before the role changes.
+Conflict rule (docs/design.md, Mapping), when several entries grant one team (or one case group), set by
+`policy.role_conflict`:
+- `highest` (default): the role ranked highest by `policy.role_precedence` wins; a role the
+  precedence does not list ranks below every listed one, and between equal ranks the entry
+  that comes first in the file wins. `because` names every matching entry that grants the
+  winning role (not only the first), so an operator can see every group that would have to go
+  before the role changes.
+- `first_entry` (Tines' documented rule): the first matching entry in file order wins, whatever
+  its role; `because` names that entry, since it alone decides.
+When entries with other roles lost, `because` ends with the rule that decided and the losers.
+The tenant-owner flag and tenant permissions are unions and have no conflict.
 """
 
 from __future__ import annotations
@@ -17,13 +23,19 @@ from functools import lru_cache
 
 from bridge.mapping import GroupSelector, Mapping, MappingEntry, user_paths
 from bridge.model import IdpUser
-from bridge.policy import Policy
+from bridge.policy import Policy, RoleConflict
 
 MembershipKey = tuple[str, str | None]
 """(team name, case group name or None for the team itself)."""
 
-AccessKey = tuple[frozenset[str], frozenset[str], frozenset[tuple[str, frozenset[str]]]]
-"""What a user's desired access depends on: (group paths, realm roles, client roles)."""
+AccessKey = tuple[
+    frozenset[str],
+    frozenset[str],
+    frozenset[tuple[str, frozenset[str]]],
+    frozenset[tuple[str, frozenset[str]]],
+]
+"""What a user's desired access depends on: (group paths, realm roles, client roles,
+organizations with their organization groups)."""
 
 
 def role_rank(role: str, precedence: tuple[str, ...]) -> int:
@@ -96,6 +108,8 @@ class Explanation:
     case_group: str | None
     role: str | None
     entries: tuple[EntryMatch, ...]
+    rule: RoleConflict = "highest"
+    """The conflict rule that picked the winner among several matching entries."""
 
     @property
     def matched(self) -> tuple[EntryMatch, ...]:
@@ -108,16 +122,25 @@ class Explanation:
     def __str__(self) -> str:
         """One line for `jit-bridge explain`: the result, then every entry and how it fared."""
         where = self.team if self.case_group is None else f"{self.team} / {self.case_group}"
+        contested = len(self.matched) > 1
         parts = []
         for e in self.entries:
             if e.won:
-                how = f"won, through {', '.join(e.matched_through)}"
+                rule = f" ({RULE_TEXT[self.rule]})" if contested else ""
+                how = f"won{rule}, through {', '.join(e.matched_through)}"
             elif e.matched:
-                how = f"matched through {', '.join(e.matched_through)}, lower or later"
+                how = f"matched through {', '.join(e.matched_through)}, {self._lost_because(e)}"
             else:
                 how = "no match"
             parts.append(f"mapping {e.number} ({e.group} → {e.role}): {how}")
         return f"{where}: {self.role or 'not granted'} — {'; '.join(parts)}"
+
+    def _lost_because(self, entry: EntryMatch) -> str:
+        if self.rule == "first_entry":
+            return "a matching entry comes first"
+        if self.role is not None and entry.role.upper() == self.role.upper():
+            return "same role, later entry"
+        return "lower role"
 
 
 def _matches(selector: GroupSelector, user: IdpUser, policy: Policy) -> list[str]:
@@ -148,12 +171,14 @@ class _EntryIndex:
                 index.by_role.append(entry)
         return index
 
-    def matches(self, user: IdpUser, paths: frozenset[str]) -> list[tuple[MappingEntry, list[str]]]:
+    def matches(
+        self, user: IdpUser, paths: frozenset[str], inherit_parent_groups: bool
+    ) -> list[tuple[MappingEntry, list[str]]]:
         """The entries that match `user` (whose group paths are `paths`), in file order,
         each with what it matched through (as `GroupSelector.matching_paths` would say)."""
         found: dict[int, tuple[MappingEntry, list[str]]] = {}
         for entry in self.by_role:
-            through = entry.group.matching_paths(paths, user)
+            through = entry.group.matching_paths(paths, user, inherit_parent_groups)
             if through:
                 found[entry.number] = (entry, through)
         for path in paths:
@@ -179,11 +204,40 @@ def _index_for(mapping: Mapping) -> _EntryIndex:
     return index
 
 
+RULE_TEXT = {"highest": "highest role wins", "first_entry": "first matching entry wins"}
+
+
 def _winner(candidates: list[tuple[MappingEntry, list[str]]], policy: Policy) -> MappingEntry:
-    return min(
-        (entry for entry, _ in candidates),
-        key=lambda e: (_rank(e.role, policy.role_precedence), e.number),
-    )
+    entries = (entry for entry, _ in candidates)
+    if policy.role_conflict == "first_entry":
+        return min(entries, key=lambda e: e.number)
+    return min(entries, key=lambda e: (_rank(e.role, policy.role_precedence), e.number))
+
+
+def _decisive(
+    candidates: list[tuple[MappingEntry, list[str]]], won: MappingEntry, policy: Policy
+) -> list[tuple[MappingEntry, list[str]]]:
+    """The matching entries that decide the role: under `highest` every entry granting the
+    winning role (all would have to go before it changes), under `first_entry` the winner."""
+    if policy.role_conflict == "first_entry":
+        return [(entry, through) for entry, through in candidates if entry is won]
+    return [(e, through) for e, through in candidates if e.role.upper() == won.role.upper()]
+
+
+def _reasons(
+    candidates: list[tuple[MappingEntry, list[str]]], won: MappingEntry, policy: Policy
+) -> tuple[str, ...]:
+    """`because` of a desired membership: the deciding entries, then the rule when others lost."""
+    reasons = [
+        _because(path, entry.number)
+        for entry, through in _decisive(candidates, won, policy)
+        for path in through
+    ]
+    lost = [e for e, _ in candidates if e.role.upper() != won.role.upper()]
+    if lost:
+        losers = ", ".join(f"mapping {e.number} ({e.role})" for e in lost)
+        reasons.append(f"{RULE_TEXT[policy.role_conflict]} over {losers}")
+    return tuple(reasons)
 
 
 @lru_cache(maxsize=1 << 14)
@@ -202,7 +256,7 @@ def _membership_candidates(
 ) -> dict[MembershipKey, list[tuple[MappingEntry, list[str]]]]:
     """Matching entries with the paths they matched through, grouped by membership, file order."""
     found: dict[MembershipKey, list[tuple[MappingEntry, list[str]]]] = {}
-    for entry, through in _index_for(mapping).matches(user, paths):
+    for entry, through in _index_for(mapping).matches(user, paths, policy.inherit_parent_groups):
         found.setdefault((entry.team, entry.case_group), []).append((entry, through))
     return found
 
@@ -213,23 +267,19 @@ def desired_access(mapping: Mapping, policy: Policy, user: IdpUser) -> DesiredAc
     memberships: dict[MembershipKey, DesiredMembership] = {}
     for key, candidates in _membership_candidates(mapping, policy, user, paths).items():
         won = _winner(candidates, policy)
-        because = tuple(
-            _because(path, entry.number)
-            for entry, through in candidates
-            if entry.role.upper() == won.role.upper()
-            for path in through
+        memberships[key] = DesiredMembership(
+            role=won.role, because=_reasons(candidates, won, policy)
         )
-        memberships[key] = DesiredMembership(role=won.role, because=because)
 
     owner_because = tuple(
         describe_source(path)
         for selector in mapping.tenant_owner_groups
-        for path in selector.matching_paths(paths, user)
+        for path in selector.matching_paths(paths, user, policy.inherit_parent_groups)
     )
 
     permissions: dict[str, list[str]] = {}
     for grant in sorted(mapping.tenant_permissions, key=lambda g: g.number):
-        for path in grant.group.matching_paths(paths, user):
+        for path in grant.group.matching_paths(paths, user, policy.inherit_parent_groups):
             for permission in grant.permissions:
                 permissions.setdefault(permission, []).append(describe_source(path))
 
@@ -251,6 +301,7 @@ def access_key(user: IdpUser) -> AccessKey:
         frozenset(
             (client, frozenset(roles)) for client, roles in user.client_roles.items() if roles
         ),
+        frozenset((alias, frozenset(paths)) for alias, paths in user.organizations.items()),
     )
 
 
@@ -328,6 +379,7 @@ def explain(mapping: Mapping, policy: Policy, user: IdpUser) -> list[Explanation
                 case_group=key[1],
                 role=wanted.role if wanted else None,
                 entries=entries,
+                rule=policy.role_conflict,
             )
         )
     return explanations

@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.bridge",
     "tests.fixtures.faulty_proxy",
+    "tests.fixtures.organizations",
 ]
 
 #: Fixture → the marker of the service it starts.

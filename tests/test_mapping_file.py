@@ -31,6 +31,13 @@ CORPUS = Path(__file__).parent / "data" / "mappings"
 BAD_FILES: dict[str, list[str]] = {
     "attribute_name_in_entry.json": ["/mappings/0/group_attribute_name"],
     "bad_role_names.json": [f"/mappings/{i}/role_name" for i in range(4)],
+    "bad_organization_selectors.json": [
+        "/mappings/0/group_name",
+        "/mappings/1/group_name",
+        "/mappings/2/group_name",
+        "/mappings/3/group_name",
+        "/tenant_owners_groups/0",
+    ],
     "bad_selectors.json": [
         "/mappings/0/group_name",
         "/mappings/1/group_name",
@@ -172,6 +179,32 @@ def test_selector_problem_carries_the_reason() -> None:
     found = messages(refusal(CORPUS / "bad" / "bad_selectors.json"))
     assert found["/mappings/2/group_name"] == "'/Ops//Tier1' is not a valid group path"
     assert found["/mappings/1/group_name"] == "'client-role:' must be followed by CLIENT/ROLE"
+
+
+def test_malformed_organization_selectors_say_what_to_write() -> None:
+    found = messages(refusal(CORPUS / "bad" / "bad_organization_selectors.json"))
+    assert found["/mappings/0/group_name"] == (
+        "'organization:' must be followed by an organization alias"
+    )
+    assert found["/mappings/1/group_name"] == (
+        "'/' is not a valid group path of organization 'acme' "
+        "(write organization:ALIAS/GROUP/SUBGROUP)"
+    )
+    assert "'//Sales' is not a valid group path" in found["/mappings/2/group_name"]
+    assert found["/tenant_owners_groups/0"] == (
+        "organization alias ' acme' has leading or trailing spaces"
+    )
+
+
+def test_organization_selectors_parse_to_alias_and_group_path() -> None:
+    whole = GroupSelector.parse("organization:acme")
+    assert (whole.kind, whole.organization, whole.name) == ("organization", "acme", "acme")
+    group = GroupSelector.parse("organization:acme/Sales/EMEA")
+    assert (group.kind, group.organization, group.name) == (
+        "organization_group",
+        "acme",
+        "/Sales/EMEA",
+    )
 
 
 def test_non_string_values_say_what_was_found() -> None:

@@ -17,7 +17,68 @@ def test_several_groups_to_one_team_the_highest_role_wins() -> None:
     )
     got = desired_access(rules, POLICY, person("alice", "/Analysts", "/Managers", "/Leads"))
     assert got.memberships[("Analytics", None)].role == "TEAM_ADMIN"
-    assert got.memberships[("Analytics", None)].because == ("group /Managers → mapping 2",)
+    assert got.memberships[("Analytics", None)].because == (
+        "group /Managers → mapping 2",
+        "highest role wins over mapping 1 (VIEWER), mapping 3 (EDITOR)",
+    )
+
+
+FIRST_ENTRY = Policy(role_conflict="first_entry")
+
+
+def test_first_entry_rule_gives_the_role_of_the_first_matching_entry_in_file_order() -> None:
+    rules = mapping(
+        ("Analysts", "Analytics", "VIEWER"),
+        ("Managers", "Analytics", "TEAM_ADMIN"),
+        ("Leads", "Analytics", "EDITOR"),
+    )
+    user = person("alice", "/Analysts", "/Managers", "/Leads")
+    got = desired_access(rules, FIRST_ENTRY, user)
+    assert got.memberships[("Analytics", None)].role == "VIEWER"
+    assert got.memberships[("Analytics", None)].because == (
+        "group /Analysts → mapping 1",
+        "first matching entry wins over mapping 2 (TEAM_ADMIN), mapping 3 (EDITOR)",
+    )
+    # An entry that does not match the user does not take part, however early it comes.
+    later = desired_access(rules, FIRST_ENTRY, person("bob", "/Managers", "/Leads"))
+    assert later.memberships[("Analytics", None)].role == "TEAM_ADMIN"
+
+
+def test_first_entry_rule_applies_to_case_groups_and_leaves_owner_and_permissions_alone() -> None:
+    rules = mapping(
+        ("/Ops/Tier1", "IR", "VIEWER", "Tier 1"),
+        ("Ops", "IR", "EDITOR", "Tier 1"),
+        owners=("Administrators",),
+        permissions=(("Ops", ("AUDIT_LOG_READ",)),),
+    )
+    user = person("alice", "/Ops/Tier1", "/Administrators")
+    highest = desired_access(rules, POLICY, user)
+    first = desired_access(rules, FIRST_ENTRY, user)
+    assert highest.memberships[("IR", "Tier 1")].role == "EDITOR"
+    assert first.memberships[("IR", "Tier 1")].role == "VIEWER"
+    assert (first.tenant_owner, first.permissions) == (highest.tenant_owner, highest.permissions)
+
+
+def test_first_entry_because_names_only_the_deciding_entry_even_with_equal_roles() -> None:
+    rules = mapping(("Managers", "Analytics", "EDITOR"), ("Analysts", "Analytics", "EDITOR"))
+    got = desired_access(rules, FIRST_ENTRY, person("alice", "/Analysts", "/Managers"))
+    assert got.memberships[("Analytics", None)].because == ("group /Managers → mapping 1",)
+
+
+def test_explain_says_which_rule_decided() -> None:
+    rules = mapping(("Analysts", "Analytics", "VIEWER"), ("Managers", "Analytics", "TEAM_ADMIN"))
+    user = person("alice", "/Analysts", "/Managers")
+    (highest,) = explain(rules, POLICY, user)
+    assert str(highest) == (
+        "Analytics: TEAM_ADMIN — mapping 1 (Analysts → VIEWER): matched through /Analysts, "
+        "lower role; mapping 2 (Managers → TEAM_ADMIN): won (highest role wins), through /Managers"
+    )
+    (first,) = explain(rules, FIRST_ENTRY, user)
+    assert str(first) == (
+        "Analytics: VIEWER — mapping 1 (Analysts → VIEWER): won (first matching entry wins), "
+        "through /Analysts; mapping 2 (Managers → TEAM_ADMIN): matched through /Managers, "
+        "a matching entry comes first"
+    )
 
 
 def test_because_names_every_entry_that_grants_the_winning_role() -> None:
@@ -30,6 +91,7 @@ def test_because_names_every_entry_that_grants_the_winning_role() -> None:
     assert got.memberships[("Analytics", None)].because == (
         "group /Managers → mapping 1",
         "group /Analysts → mapping 2",
+        "highest role wins over mapping 3 (VIEWER)",
     )
 
 
@@ -109,7 +171,10 @@ def test_roles_as_selectors_and_owner_and_permissions() -> None:
     )
     got = desired_access(rules, POLICY, user)
     assert got.memberships[("Audit", None)].role == "TEAM_ADMIN"
-    assert got.memberships[("Audit", None)].because == ("client-role:tines/admin → mapping 2",)
+    assert got.memberships[("Audit", None)].because == (
+        "client-role:tines/admin → mapping 2",
+        "highest role wins over mapping 1 (VIEWER)",
+    )
     assert got.tenant_owner
     assert got.owner_because == ("group /Corp/Administrators",)
     assert got.permissions == {

@@ -212,8 +212,10 @@ def documented_roles() -> set[str]:
 
 
 def test_the_service_account_holds_only_the_documented_realm_management_roles(
-    keycloak: TestKeycloak,
+    keycloak_organizations: TestKeycloak,
 ) -> None:
+    """With every selector kind in use (organizations included), the roles are the table's."""
+    keycloak = keycloak_organizations
     admin = keycloak.admin
     account = admin.get_client_service_account_user(str(admin.get_client_id(keycloak.client_id)))
     management = str(admin.get_client_id("realm-management"))

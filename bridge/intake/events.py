@@ -26,6 +26,16 @@ EventKind = Literal["user", "admin", "system"]
 LOGIN_EVENT_TYPES = frozenset(
     {"LOGIN", "IDENTITY_PROVIDER_LOGIN", "IDENTITY_PROVIDER_FIRST_LOGIN", "REGISTER"}
 )
+# Keycloak Organizations (26+): a member added to or removed from an organization, or from
+# one of its groups. The user id ends the path (`organizations/<org>/members/<user>`), except
+# for an added organization member, whose path ends at `members`: Keycloak names that user
+# only in the event's details (username, email), which say whom to read again.
+ORGANIZATION_MEMBERSHIP_EVENTS = (
+    ("ORGANIZATION_MEMBERSHIP", "CREATE"),
+    ("ORGANIZATION_MEMBERSHIP", "DELETE"),
+    ("ORGANIZATION_GROUP_MEMBERSHIP", "CREATE"),
+    ("ORGANIZATION_GROUP_MEMBERSHIP", "DELETE"),
+)
 # (resource type, operation) of admin events about one user, named by the resource path.
 USER_CHANGE_EVENTS = frozenset(
     {
@@ -33,11 +43,22 @@ USER_CHANGE_EVENTS = frozenset(
         ("GROUP_MEMBERSHIP", "DELETE"),
         ("USER", "UPDATE"),
         ("USER", "DELETE"),
+        *ORGANIZATION_MEMBERSHIP_EVENTS,
     }
 )
 # A group renamed, moved or deleted changes the membership of everyone in it, and Keycloak
-# emits no per-member event for that, so only a full reconcile can follow it.
-GROUP_CHANGE_EVENTS = frozenset({("GROUP", "UPDATE"), ("GROUP", "DELETE")})
+# emits no per-member event for that, so only a full reconcile can follow it. The same holds
+# for an organization (its alias is what a mapping names) and an organization's group.
+GROUP_CHANGE_EVENTS = frozenset(
+    {
+        ("GROUP", "UPDATE"),
+        ("GROUP", "DELETE"),
+        ("ORGANIZATION", "UPDATE"),
+        ("ORGANIZATION", "DELETE"),
+        ("ORGANIZATION_GROUP", "UPDATE"),
+        ("ORGANIZATION_GROUP", "DELETE"),
+    }
+)
 
 
 class EventError(ValueError):
@@ -161,6 +182,9 @@ def triggers_for(event: KeycloakEvent, mode: Mode) -> list[TriggerRequest]:
     if event.kind != "admin" or not acts_on(mode, "change"):
         return []
     change = (event.resource_type or "", event.operation or "")
+    if change in ORGANIZATION_MEMBERSHIP_EVENTS and not (event.user_id or event.email_hint):
+        # Nothing names the member: look at everyone again rather than miss them.
+        return [TriggerRequest(EVERYONE, "reconcile")]
     if change in USER_CHANGE_EVENTS:
         return [TriggerRequest(_user_key(event, "resource_path"), "change", event.email_hint)]
     if change in GROUP_CHANGE_EVENTS:
@@ -182,14 +206,21 @@ def user_id_from_path(path: str | None) -> str | None:
     """The user id in a realm-relative resource path (`users/<id>/groups/<gid>` → `<id>`).
 
     Only the segment right after a leading `users/` counts, so group names or ids elsewhere
-    in the path (which may hold any character) can never be mistaken for a user.
+    in the path (which may hold any character) can never be mistaken for a user; and for an
+    organization's membership, the segment after `members/` in exactly
+    `organizations/<org>/members/<id>` or `organizations/<org>/groups/<group>/members/<id>`.
     """
     if not path:
         return None
-    head, sep, rest = path.lstrip("/").partition("/")
-    if head != "users" or not sep:
+    parts = path.lstrip("/").split("/")
+    if parts[0] == "users" and len(parts) > 1:
+        user_id = parts[1]
+    elif parts[0] == "organizations" and len(parts) in (4, 6) and parts[-2] == "members":
+        if len(parts) == 6 and parts[2] != "groups":
+            return None
+        user_id = parts[-1]
+    else:
         return None
-    user_id = rest.split("/", 1)[0]
     return user_id if _is_plain_id(user_id) else None
 
 
@@ -349,8 +380,9 @@ def _admin_event(
         resource_path=resource_path,
         user_id=user_id,
         # Only a user resource's own representation or details say whose email it is; a
-        # GROUP_MEMBERSHIP representation is the group.
-        email_hint=_email(email) if user_id else None,
+        # GROUP_MEMBERSHIP representation is the group. An added organization member is
+        # named only by the details (the member's username and email): whom to read again.
+        email_hint=_email(email) if user_id or resource_type == "ORGANIZATION_MEMBERSHIP" else None,
     )
 
 

@@ -5,7 +5,8 @@ The bridge's client needs these `realm-management` roles on its service account:
 `query-groups`) and `view-events` (for the event poller). Role selectors additionally need
 `view-realm` (list realm roles, their composites and holders) and `view-clients` (find a
 client by clientId and list its roles; `query-clients` alone lists nothing); without them
-those selectors are reported unreadable and nothing they grant is removed.
+those selectors are reported unreadable and nothing they grant is removed. Organization
+selectors need `view-organizations` (Keycloak 26.7; see `keycloak_organizations`).
 
 Costs, so a full reconcile stays cheap on large realms (docs/design.md: Flow, Performance):
 - `read_all`: users / page_size requests for the user list, plus per selector: one search
@@ -46,6 +47,14 @@ from bridge.keys import UserRef
 from bridge.mapping import GroupSelector, Mapping
 from bridge.model import IdentityView, IdpUser
 from bridge.sources.base import IdentitySource, SourceError
+from bridge.sources.keycloak_errors import NotFoundError as _NotFoundError
+from bridge.sources.keycloak_errors import SelectorUnreadableError as _SelectorUnreadableError
+from bridge.sources.keycloak_organizations import (
+    ORGANIZATION_KINDS,
+    OrganizationReader,
+    Organizations,
+    organization_selectors,
+)
 
 Json = dict[str, Any]
 
@@ -62,14 +71,6 @@ class ReadStats:
             self.requests += 1
 
 
-class _NotFoundError(Exception):
-    """A 404 on a path: the thing is gone, not the read broken."""
-
-
-class _SelectorUnreadableError(Exception):
-    """One selector could not be read completely; the reason is for people."""
-
-
 @dataclass
 class _Membership:
     """What one selector contributes: user id → group paths / role names."""
@@ -77,6 +78,7 @@ class _Membership:
     groups: dict[str, set[str]]
     realm_roles: dict[str, set[str]]
     client_roles: dict[str, dict[str, set[str]]]
+    organizations: Organizations = field(default_factory=dict)
 
 
 class KeycloakSource(IdentitySource):
@@ -114,6 +116,7 @@ class KeycloakSource(IdentitySource):
         )
         self._admin = KeycloakAdmin(connection=connection)
         self._base = f"admin/realms/{quote(realm, safe='')}"
+        self._organizations = OrganizationReader(self._get, self._pages)
 
     # ----------------------------------------------------------------------------------
     # HTTP
@@ -145,7 +148,7 @@ class KeycloakSource(IdentitySource):
             raise SourceError(
                 f"{where}: 403 forbidden; give the service account of client '{self.client_id}' "
                 "the realm-management role view-users (view-realm and view-clients for role "
-                "selectors)"
+                "selectors, view-organizations for organization selectors)"
             )
         if status == 401:
             raise SourceError(
@@ -232,9 +235,16 @@ class KeycloakSource(IdentitySource):
             names = [str(r["name"]) for r in self._get_list(path)]
             if names:
                 client_roles[client] = sorted(names)
+        selectors = organization_selectors(self.mapping.selectors()) if self.mapping else []
+        organizations, org_unreadable = self._organizations.of_user(str(user["id"]), selectors)
+        unreadable.update(org_unreadable)
         profile = _profile(user, groups=sorted(groups), realm_roles=sorted(realm_roles))
         return IdentityView(
-            users=[profile.model_copy(update={"client_roles": client_roles})],
+            users=[
+                profile.model_copy(
+                    update={"client_roles": client_roles, "organizations": organizations}
+                )
+            ],
             unreadable_groups=unreadable,
         )
 
@@ -273,10 +283,15 @@ class KeycloakSource(IdentitySource):
         unreadable: dict[str, str] = {}
         selectors = sorted(mapping.selectors(), key=lambda s: s.raw)
         members_of: dict[str, list[str]] = {}  # group id → member ids, for this read only
+        organization_ids = self._organization_ids_or_why(selectors)
         with ThreadPoolExecutor(self.read_concurrency, thread_name_prefix="keycloak") as pool:
             outcomes = list(
-                pool.map(lambda s: self._read_selector_or_why(s, members_of), selectors)
+                pool.map(
+                    lambda s: self._read_selector_or_why(s, members_of, organization_ids),
+                    selectors,
+                )
             )
+        organizations: Organizations = {}
         for selector, found in zip(selectors, outcomes, strict=True):
             if isinstance(found, str):
                 unreadable[selector.raw] = found
@@ -288,6 +303,9 @@ class KeycloakSource(IdentitySource):
             for user_id, by_client in found.client_roles.items():
                 for client, roles in by_client.items():
                     client_roles.setdefault(user_id, {}).setdefault(client, set()).update(roles)
+            for user_id, by_alias in found.organizations.items():
+                for alias, paths in by_alias.items():
+                    organizations.setdefault(user_id, {}).setdefault(alias, set()).update(paths)
         read = [
             _profile(
                 u,
@@ -296,27 +314,51 @@ class KeycloakSource(IdentitySource):
                 client_roles={
                     c: sorted(r) for c, r in sorted(client_roles.get(u["id"], {}).items())
                 },
+                organizations={
+                    a: sorted(p) for a, p in sorted(organizations.get(u["id"], {}).items())
+                },
             )
             for u in users
             if not u.get("serviceAccountClientId")
         ]
         return IdentityView(users=read, unreadable_groups=unreadable, complete=True)
 
+    def _organization_ids_or_why(self, selectors: list[GroupSelector]) -> dict[str, str] | str:
+        """The realm's organizations by alias, read once per bulk read when the mapping has
+        organization selectors; or why they could not be listed."""
+        if not organization_selectors(selectors):
+            return {}
+        try:
+            return self._organizations.ids_by_alias()
+        except (_SelectorUnreadableError, SourceError) as exc:
+            return str(exc)
+
     def _read_selector_or_why(
-        self, selector: GroupSelector, members_of: dict[str, list[str]]
+        self,
+        selector: GroupSelector,
+        members_of: dict[str, list[str]],
+        organization_ids: dict[str, str] | str,
     ) -> _Membership | str:
         """What the selector grants, or why it could not be read completely."""
         try:
-            return self._read_selector(selector, members_of)
+            return self._read_selector(selector, members_of, organization_ids)
         except (_SelectorUnreadableError, SourceError) as exc:
             return str(exc)
         except _NotFoundError as exc:
             return f"disappeared while reading: {exc}"
 
     def _read_selector(
-        self, selector: GroupSelector, members_of: dict[str, list[str]]
+        self,
+        selector: GroupSelector,
+        members_of: dict[str, list[str]],
+        organization_ids: dict[str, str] | str,
     ) -> _Membership:
         found = _Membership(groups={}, realm_roles={}, client_roles={})
+        if selector.kind in ORGANIZATION_KINDS:
+            if isinstance(organization_ids, str):
+                raise _SelectorUnreadableError(organization_ids)
+            self._organizations.members(selector, organization_ids, found.organizations)
+            return found
         if selector.kind in ("name", "path"):
             roots = self._groups_for(selector)
             for group in roots:
@@ -461,6 +503,7 @@ def _profile(
     groups: list[str],
     realm_roles: list[str],
     client_roles: dict[str, list[str]] | None = None,
+    organizations: dict[str, list[str]] | None = None,
 ) -> IdpUser:
     try:
         return IdpUser(
@@ -477,6 +520,7 @@ def _profile(
             groups=groups,
             realm_roles=realm_roles,
             client_roles=client_roles or {},
+            organizations=organizations or {},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SourceError(f"Keycloak returned a malformed user record: {exc}") from None

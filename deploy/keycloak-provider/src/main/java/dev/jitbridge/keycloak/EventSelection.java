@@ -18,7 +18,12 @@ public final class EventSelection {
     public static final String DEFAULT =
             "LOGIN,IDENTITY_PROVIDER_LOGIN,IDENTITY_PROVIDER_FIRST_LOGIN,REGISTER,"
                     + "GROUP_MEMBERSHIP:CREATE,GROUP_MEMBERSHIP:DELETE,USER:UPDATE,USER:DELETE,"
-                    + "GROUP:UPDATE,GROUP:DELETE";
+                    + "GROUP:UPDATE,GROUP:DELETE,"
+                    // Keycloak Organizations (26+); older versions never emit these types.
+                    + "ORGANIZATION_MEMBERSHIP:CREATE,ORGANIZATION_MEMBERSHIP:DELETE,"
+                    + "ORGANIZATION_GROUP_MEMBERSHIP:CREATE,ORGANIZATION_GROUP_MEMBERSHIP:DELETE,"
+                    + "ORGANIZATION:UPDATE,ORGANIZATION:DELETE,"
+                    + "ORGANIZATION_GROUP:UPDATE,ORGANIZATION_GROUP:DELETE";
 
     private static final Pattern NAME = Pattern.compile("[A-Z][A-Z0-9_]*");
     private static final String ANY_OPERATION = "*";

@@ -22,6 +22,15 @@ class EventSelectionTest {
         assertTrue(selection.forwardsAdminEvent("USER", "DELETE"));
         assertTrue(selection.forwardsAdminEvent("GROUP", "UPDATE"));
         assertTrue(selection.forwardsAdminEvent("GROUP", "DELETE"));
+        for (String resource : List.of("ORGANIZATION_MEMBERSHIP", "ORGANIZATION_GROUP_MEMBERSHIP")) {
+            assertTrue(selection.forwardsAdminEvent(resource, "CREATE"), resource);
+            assertTrue(selection.forwardsAdminEvent(resource, "DELETE"), resource);
+        }
+        for (String resource : List.of("ORGANIZATION", "ORGANIZATION_GROUP")) {
+            assertTrue(selection.forwardsAdminEvent(resource, "UPDATE"), resource);
+            assertTrue(selection.forwardsAdminEvent(resource, "DELETE"), resource);
+            assertFalse(selection.forwardsAdminEvent(resource, "CREATE"), resource);
+        }
     }
 
     @Test
