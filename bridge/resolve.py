@@ -3,8 +3,8 @@
 Pure: a function of (mapping, policy, user). The planner diffs its result against the target;
 `jit-bridge explain` prints `explain()`, which walks the same rules entry by entry.
 
-Conflict rule (docs/design.md, Mapping), when several entries grant one team (or one case group), set by
-`policy.role_conflict`:
+Conflict rule (docs/design.md, Mapping), when several entries grant one team (or one case
+group), set by `policy.role_conflict`:
 - `highest` (default): the role ranked highest by `policy.role_precedence` wins; a role the
   precedence does not list ranks below every listed one, and between equal ranks the entry
   that comes first in the file wins. `because` names every matching entry that grants the
