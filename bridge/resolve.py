@@ -327,7 +327,8 @@ class DesiredAccessMemo:
         listed = (
             tuple(user.groups),
             tuple(user.realm_roles),
-            *((c, tuple(r)) for c, r in user.client_roles.items()),
+            tuple((c, tuple(r)) for c, r in user.client_roles.items()),
+            tuple((a, tuple(p)) for a, p in user.organizations.items()),
         )
         found = self._as_listed.get(listed)
         if found is None:
