@@ -146,6 +146,11 @@ def reference(mapping: Mapping, policy: Policy, user: IdpUser) -> dict[str, obje
             if entry.role.upper() == won.role.upper()
             for path in through
         ]
+        lost = [
+            f"mapping {e.number} ({e.role})" for e, _ in found if e.role.upper() != won.role.upper()
+        ]
+        if lost:
+            because.append("highest role wins over " + ", ".join(lost))
         memberships[key] = (won.role, because)
     owner = [
         describe_source(path)
