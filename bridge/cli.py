@@ -486,7 +486,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--idp-snapshot", type=Path, metavar="F")
 
-    from bridge.init.command import add_init_command
+    from bridge.init.arguments import add_init_command
 
     add_init_command(sub, common)
 

@@ -5,6 +5,7 @@ unreachable target."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -22,6 +23,9 @@ from typing import Any
 import pytest
 import requests
 
+from bridge.init.command import _events_way
+from bridge.init.prompts import Prompter
+from bridge.settings import SettingsError
 from tests.fixtures.bridge import BridgeProcess, free_port
 from tests.fixtures.keycloak import TestKeycloak
 from tests.tines_fake import TinesFake
@@ -545,3 +549,26 @@ def test_on_a_terminal_init_asks_hides_secrets_and_grants_role_selector_rights(
     )
     assert undone.returncode == 0, undone.stdout + undone.stderr
     assert changed(before, fresh_realm.state()) == {}
+
+
+# -- choosing how the bridge hears of events ---------------------------------------------------
+
+
+def answering(*replies: str) -> Prompter:
+    """A terminal prompter whose user types `replies` in turn."""
+    queue = list(replies)
+    return Prompter(True, read_line=lambda _prompt: queue.pop(0), out=io.StringIO())
+
+
+def test_events_come_from_the_listener_then_phase_two_then_polling() -> None:
+    no_terminal = Prompter(False)
+    assert _events_way("auto", {"jboss-logging", "jit-bridge"}, no_terminal) == "listener"
+    both = {"jit-bridge", "ext-event-webhook"}
+    assert _events_way("auto", both, no_terminal) == "listener"
+    assert _events_way("auto", {"ext-event-webhook"}, no_terminal) == "phasetwo"
+    assert _events_way("auto", {"ext-event-webhook"}, answering("maybe", "n")) == "poll"
+    assert _events_way("auto", {"ext-event-webhook"}, answering("")) == "phasetwo"
+    assert _events_way("auto", {"jboss-logging"}, no_terminal) == "poll"
+    assert _events_way("poll", {"jit-bridge"}, no_terminal) == "poll"
+    with pytest.raises(SettingsError, match="no 'jit-bridge' event listener installed"):
+        _events_way("listener", {"jboss-logging"}, no_terminal)
