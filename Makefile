@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system keycloak provider lint test test-unit demo clean
+.PHONY: setup system keycloak provider lint test test-unit demo screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test-unit: $(STAMP)
 
 demo: setup
 	$(PY) deploy/demo/demo.py
+
+# The console's screenshots in docs/console/, taken by its browser tests.
+screenshots: setup
+	JIT_BRIDGE_CONSOLE_SCREENSHOTS=docs/console $(VENV)/bin/pytest -q -p no:randomly tests/test_console_browser.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

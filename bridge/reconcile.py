@@ -255,6 +255,10 @@ class Reconciler:
         run_id = None
         if self.store is not None:
             run_id = self.store.start_run(kind, plan.trigger, requested_by=requested_by)
+            if kind != "user":
+                # A long run: the console shows how far it got against this count. (Not for
+                # a user's run: a login would pay a second commit for it.)
+                self.store.note_run_progress(run_id, _planned(plan))
         cause = ",".join(triggered_by) or (run_id or "")
         if unreadable:
             log.warning(
@@ -401,6 +405,15 @@ def _operation_of(record: AuditRecord) -> Operation | None:
     except ValidationError:
         log.warning("cannot rebuild %s %s from its audit record", record.op, record.email)
         return None
+
+
+def _planned(plan: Plan) -> dict[str, object]:
+    return {
+        "status": "running",
+        "operations": len(plan.operations),
+        "held": len(plan.held),
+        "skipped": len(plan.skipped),
+    }
 
 
 def _appeared(results: list[OpResult]) -> set[str]:

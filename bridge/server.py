@@ -21,13 +21,14 @@ from bridge.mapping_file import MappingError, dump_mapping, parse_mapping
 from bridge.mapping_versions import API_SOURCE
 from bridge.model import Trigger
 from bridge.store import RunAlreadyApprovedError, RunNotFoundError, RunNotHeldError
+from bridge.ui import console_router
 
 log = logging.getLogger(__name__)
 
 
 def create_app(ctx: ServiceContext) -> ASGIApp:
     """The service's HTTP app. The webhook is served in front of FastAPI (WebhookFastPath),
-    the rest (health, metrics, admin API) by FastAPI."""
+    the rest (health, metrics, admin API, the console at /ui) by FastAPI."""
     app = FastAPI(title="jit-bridge", docs_url=None, redoc_url=None, openapi_url=None)
     secret = ctx.settings.secret("webhook_secret")
     handler = None
@@ -69,6 +70,7 @@ def create_app(ctx: ServiceContext) -> ASGIApp:
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(_admin_router(ctx), prefix="/api/v1")
+    app.include_router(console_router(ctx, app))
     served = app if handler is None else WebhookFastPath(app, handler)
     return _RefuseWebhooksWhileStopping(served, ctx.stopping)
 

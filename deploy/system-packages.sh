@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the demo need, when they are missing:
-# a JDK (Keycloak and the listener), Maven (fetches Keycloak, builds the listener) and the
-# PostgreSQL server binaries (store and multi-process tests). Needs root (or sudo) only when
-# something is missing.
+# a JDK (Keycloak and the listener), Maven (fetches Keycloak, builds the listener), the
+# PostgreSQL server binaries (store and multi-process tests) and Chromium (the console's browser
+# tests drive it headless through Playwright, which downloads no browser of its own). Needs root
+# (or sudo) only when something is missing.
 set -euo pipefail
 
 need=()
 command -v java >/dev/null || need+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need+=(maven)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=()

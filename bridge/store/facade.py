@@ -291,6 +291,11 @@ class Store:
         with write_transaction(self._engine) as connection:
             runs.finish(connection, self._clock(), run_id, status, summary)
 
+    def note_run_progress(self, run_id: str, summary: dict[str, Any]) -> None:
+        """Show what a running run has planned (its summary until it finishes)."""
+        with write_transaction(self._engine) as connection:
+            runs.note_progress(connection, run_id, summary)
+
     def hold_run(self, run_id: str, held_operations: list[dict[str, Any]], reason: str) -> None:
         with write_transaction(self._engine) as connection:
             runs.hold(connection, run_id, held_operations, reason)

@@ -102,6 +102,13 @@ def finish(
     )
 
 
+def note_progress(connection: Connection, run_id: str, summary: dict[str, Any]) -> None:
+    """What a running run has planned, for people watching it; `finish` replaces it."""
+    connection.execute(
+        update(runs).where(_r.id == run_id, _r.status == "running").values(summary=summary)
+    )
+
+
 def hold(
     connection: Connection, run_id: str, held_operations: list[dict[str, Any]], reason: str
 ) -> None:
