@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from bridge.model import Member, TargetState, TargetUser, Team
 from tests.fixtures.bridge import ADMIN_TOKEN, BridgeFactory, BridgeProcess
 from tests.fixtures.keycloak import KeycloakSandbox, TestKeycloak
 from tests.tines_fake import TinesFake
@@ -253,28 +254,34 @@ def test_an_operator_looks_up_a_user(
     expect(page.get_by_text("Keycloak has no user with this email")).to_be_visible()
 
 
-def test_the_orphans_page(
+def test_the_orphans_page_lists_accounts_no_keycloak_user_has(
     page: Page,
     bridge_service: BridgeFactory,
     tines_fake: TinesFake,
     keycloak: TestKeycloak,
     shots: Path,
 ) -> None:
-    analytics_with_everyone(tines_fake)
-    bridge = start(bridge_service, tines_fake, keycloak)
+    analytics_with_everyone(tines_fake, extra=("ghost@example.com", "gone@example.com"))
+    bridge = start(bridge_service, tines_fake, keycloak, managed_email_domains=["example.com"])
+    assert bridge.cli("sync", "--all").returncode == 0
     sign_in(page, bridge)
 
     page.get_by_role("link", name="Orphans").click()
 
-    expect(page.get_by_role("heading", name="Orphans")).to_be_visible()
+    last = page.locator("section", has=page.get_by_role("heading", name="last full reconcile"))
+    expect(last).to_contain_text("found 2 orphan account(s)")
+    expect(last.get_by_role("listitem")).to_have_text(["ghost@example.com", "gone@example.com"])
+    page.get_by_role("button", name="Read live now").click()
+    now = page.locator("section", has=page.get_by_role("heading", name="Now"))
+    expect(now).to_contain_text("2 orphan account(s)")
+    expect(now.get_by_role("listitem")).to_have_text(["ghost@example.com", "gone@example.com"])
     page.screenshot(path=shots / "orphans.png", full_page=True)
 
 
-def analytics_with_everyone(tines: TinesFake) -> None:
-    """Tines has every active realm user as an EDITOR of Analytics."""
-    from bridge.model import Member, TargetState, TargetUser, Team
-
-    users = [TargetUser(id=str(i), email=f"{n}@example.com") for i, n in enumerate(ACTIVE_USERS, 1)]
+def analytics_with_everyone(tines: TinesFake, extra: tuple[str, ...] = ()) -> None:
+    """Tines has every active realm user (and the `extra` emails) as an EDITOR of Analytics."""
+    emails = [f"{n}@example.com" for n in ACTIVE_USERS] + list(extra)
+    users = [TargetUser(id=str(i), email=email) for i, email in enumerate(emails, 1)]
     members = [Member(user_id=u.id, role="EDITOR") for u in users]
     tines.state.load(
         TargetState(users=users, teams=[Team(id="1", name="Analytics", members=members)])

@@ -22,8 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp
 
-from bridge.resolve import desired_access, explain
 from bridge.keys import UserRef
+from bridge.resolve import desired_access, explain
 from bridge.ui.api import AdminApiClient, ApiAnswer
 from bridge.ui.session import (
     COOKIE_PATH,
@@ -351,16 +351,34 @@ def console_router(ctx: ServiceContext, api_app: ASGIApp) -> APIRouter:
     # -- orphans --------------------------------------------------------------------------
 
     async def orphans(request: Request, session: Session) -> Response:
-        plan = await api.call("GET", "/plan", params={"all": "true"})
-        found = plan.body.get("orphans") if plan.ok and isinstance(plan.body, dict) else None
-        return page(
-            request,
-            "orphans.html",
-            session,
-            orphans=found,
-            reported=plan.ok and isinstance(plan.body, dict) and "orphans" in plan.body,
-            error=None if plan.ok else plan.detail,
+        status = await api.call("GET", "/status")
+        last = (status.body or {}).get("orphans") if status.ok else None
+        values: dict[str, Any] = {
+            "last": last,
+            "setting": getattr(ctx.settings, "orphan_accounts", None),
+            "live": None,
+            "error": None if status.ok else status.detail,
+        }
+        if request.query_params.get("live"):
+            plan = await api.call("GET", "/plan", params={"all": "true"})
+            if not plan.ok or not isinstance(plan.body, dict):
+                values["error"] = plan.detail
+            elif "orphans" in plan.body:
+                emails = {e.lower() for e in plan.body["orphans"]}
+                values["live"] = {
+                    "orphans": plan.body["orphans"],
+                    "operations": [
+                        op
+                        for op in [*plan.body["operations"], *plan.body["held"]]
+                        if op.get("email", "").lower() in emails
+                    ],
+                }
+        values["reported"] = (
+            last is not None
+            or values["live"] is not None
+            or (status.ok and "orphans" in (status.body or {}))
         )
+        return page(request, "orphans.html", session, **values)
 
     router.add_api_route("/ui/orphans", signed_in_page(orphans), methods=["GET"])
 
