@@ -295,6 +295,13 @@ def test_the_console_is_off_without_an_admin_token(console: Console) -> None:
 def test_the_overview_shows_how_far_a_running_full_reconcile_got(console: Console) -> None:
     client, service = console()
     store = service.store
+    store.enqueue("all", "reconcile", source="schedule")
+    claim = store.claim("worker-1")
+    assert claim is not None
+    sign_in(client)
+    assert (
+        "A full reconcile is reading Keycloak and the target (worker-1)" in client.get("/ui").text
+    )
     run_id = store.start_run("all", "reconcile", requested_by="schedule")
     store.note_run_progress(run_id, {"operations": 5, "held": 0, "skipped": 0})
     store.record_audit(
@@ -310,7 +317,6 @@ def test_the_overview_shows_how_far_a_running_full_reconcile_got(console: Consol
             for name, outcome in (("alice", "applied"), ("bob", "applied"), ("carol", "failed"))
         )
     )
-    sign_in(client)
 
     running = client.get("/ui").text
 
@@ -320,6 +326,7 @@ def test_the_overview_shows_how_far_a_running_full_reconcile_got(console: Consol
     assert "2 applied" in running
     store.finish_run(run_id, "partial", {"operations": 5, "status": "partial"})
     store.note_run_progress(run_id, {"operations": 99})  # too late: the run is over
+    store.complete(claim)
     finished = store.get_run(run_id)
     assert finished is not None
     assert finished.summary == {"operations": 5, "status": "partial"}

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp
 
-from bridge.keys import UserRef
+from bridge.keys import EVERYONE, UserRef
 from bridge.resolve import desired_access, explain
 from bridge.ui.api import AdminApiClient, ApiAnswer
 from bridge.ui.session import (
@@ -483,7 +483,7 @@ def _progress_of(
     """What each running full reconcile has done so far (its audit records) of its plan."""
     result = []
     for run in running:
-        if run.get("kind") not in ("all", "approval"):
+        if run.get("kind") not in (EVERYONE, "approval"):
             continue
         outcomes: dict[str, int] = {}
         for record in ctx.store.audit(run_id=run["id"], limit=1_000_000):
@@ -492,7 +492,7 @@ def _progress_of(
         result.append({"run": run, "outcomes": outcomes, "planned": planned})
     if not result:
         for entry in queue:
-            if entry.key == "all" and entry.claimed_by:
+            if entry.key == EVERYONE and entry.claimed_by:
                 result.append({"reading": entry})
     return result
 
