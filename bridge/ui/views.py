@@ -353,6 +353,8 @@ def console_router(ctx: ServiceContext, api_app: ASGIApp) -> APIRouter:
     async def orphans(request: Request, session: Session) -> Response:
         status = await api.call("GET", "/status")
         last = (status.body or {}).get("orphans") if status.ok else None
+        if isinstance(last, int):  # a bare count
+            last = {"count": last, "emails": [], "run_id": None}
         values: dict[str, Any] = {
             "last": last,
             "setting": getattr(ctx.settings, "orphan_accounts", None),
