@@ -31,7 +31,7 @@ MANAGERS_MAPPING = {
 }
 ACTIVE_USERS = ("alice", "bob", "carol", "dana", "erin", "frank")
 
-pytestmark = [pytest.mark.keycloak, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,6 @@ MANAGERS_MAPPING = {
 }
 ACTIVE_USERS = ("alice", "bob", "carol", "dana", "erin", "frank")
 
-pytestmark = pytest.mark.keycloak
-
 Console = Callable[..., tuple[TestClient, Service]]
 
 
