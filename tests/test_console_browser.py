@@ -161,7 +161,7 @@ def test_a_bad_mapping_shows_its_pointers_and_a_good_one_its_impact_before_it_ap
     tmp_path: Path,
     shots: Path,
 ) -> None:
-    tines_fake.state.add_team("Analytics")
+    analytics_with_everyone(tines_fake)
     bridge = start(bridge_service, tines_fake, keycloak)
     bad = tmp_path / "bad-mapping.json"
     bad.write_text(
@@ -178,7 +178,7 @@ def test_a_bad_mapping_shows_its_pointers_and_a_good_one_its_impact_before_it_ap
     )
     sign_in(page, bridge)
     page.get_by_role("link", name="Mapping").click()
-    expect(page.get_by_text("Version 1 is in force")).to_be_visible()
+    expect(page.locator("p.lead")).to_have_text("Version 1 is in force.")
 
     page.get_by_label("Mapping file (JSON)").set_input_files(bad)
     page.get_by_role("button", name="Check and preview impact").click()
@@ -201,16 +201,24 @@ def test_a_bad_mapping_shows_its_pointers_and_a_good_one_its_impact_before_it_ap
     page.get_by_role("button", name="Check and preview impact").click()
 
     expect(page.get_by_role("heading", name="Impact of the new mapping")).to_be_visible()
-    bob = page.get_by_role("row", name="bob@example.com").filter(has_text="add_membership")
-    expect(bob).to_contain_text("as VIEWER")
+    changes = page.locator("table.ops").first
+    expect(changes.get_by_role("row", name="bob@example.com")).to_contain_text("EDITOR → VIEWER")
+    expect(changes.get_by_role("row", name="alice@example.com")).to_contain_text(
+        "EDITOR → TEAM_ADMIN"
+    )
+    expect(changes.get_by_role("row", name="frank@example.com")).to_contain_text(
+        "remove_membership"
+    )
     page.screenshot(path=shots / "mapping-preview.png", full_page=True)
     assert bridge.admin("GET", "mapping").json()["version"] == 1  # a preview stores nothing
     assert tines_fake.writes() == []
 
     page.get_by_role("button", name="Apply this mapping").click()
 
-    expect(page.get_by_role("status")).to_contain_text("Mapping version 2 is in force")
-    expect(page.get_by_text("Version 2 is in force")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_text(
+        "Mapping version 2 is in force; a full reconcile is queued."
+    )
+    expect(page.locator("p.lead")).to_have_text("Version 2 is in force.")
     assert bridge.admin("GET", "mapping").json()["mapping"] == analysts
     page.screenshot(path=shots / "mapping.png", full_page=True)
 

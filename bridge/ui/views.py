@@ -339,7 +339,7 @@ def console_router(ctx: ServiceContext, api_app: ASGIApp) -> APIRouter:
             return redirect(request, "/ui/mapping", f"The mapping was not applied: {answer.detail}")
         body = answer.body
         log.info("console: mapping version %s applied", body.get("version"))
-        queued = " ; a full reconcile is queued" if body.get("full_reconcile") else ""
+        queued = "; a full reconcile is queued" if body.get("full_reconcile") else ""
         return redirect(
             request, "/ui/mapping", f"Mapping version {body['version']} is in force{queued}."
         )
