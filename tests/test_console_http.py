@@ -277,6 +277,12 @@ def test_a_bad_mapping_upload_is_refused_with_its_pointers(console: Console) -> 
     assert answer.status_code == 422
     assert "/mappings/0/rol_name" in answer.text
     assert "/tenant_owner_groupz" in answer.text
+    huge = client.post(
+        "/ui/mapping/preview",
+        data={"csrf": token},
+        files={"mapping_file": ("mapping.json", b" " * (1024 * 1024) + b"{}", "application/json")},
+    )
+    assert "the mapping is larger than 1024 KiB" in huge.text
     assert [v.version for v in service.store.mapping_versions()] == [1]
 
 

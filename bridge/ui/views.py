@@ -64,7 +64,6 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = _when
-    env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=False)
     env.filters["op_where"] = _op_where
     env.filters["op_detail"] = _op_detail
     return env
@@ -307,8 +306,13 @@ def console_router(ctx: ServiceContext, api_app: ASGIApp) -> APIRouter:
 
     async def preview(request: Request, session: Session, form: dict[str, Any]) -> Response:
         raw = await _uploaded(form)
-        if raw is None:
-            problem = {"pointer": "", "message": "choose a file or paste the mapping"}
+        if raw is None or len(raw) > MAX_MAPPING_BYTES:
+            message = (
+                "choose a file or paste the mapping"
+                if raw is None
+                else f"the mapping is larger than {MAX_MAPPING_BYTES // 1024} KiB"
+            )
+            problem = {"pointer": "", "message": message}
             return await mapping_page(request, session, text="", problems=[problem])
         answer = await api.call("PUT", "/mapping", params={"dry_run": "true"}, content=raw)
         text = raw.decode("utf-8", errors="replace")
@@ -423,7 +427,7 @@ async def _uploaded(form: dict[str, Any]) -> bytes | None:
     """The mapping from the form: the chosen file if any, else the pasted text."""
     upload = form.get("mapping_file")
     if isinstance(upload, UploadFile) and upload.filename:
-        data = await upload.read()
+        data = await upload.read(MAX_MAPPING_BYTES + 1)
         if data.strip():
             return data
     text = _text(form.get("mapping_text"))
