@@ -215,7 +215,9 @@ def test_a_bad_mapping_shows_its_pointers_and_a_good_one_its_impact_before_it_ap
 
     page.get_by_role("button", name="Apply this mapping").click()
 
-    expect(page.get_by_role("status")).to_contain_text("Mapping version 2 is in force")
+    expect(page.get_by_role("status")).to_have_text(
+        "Mapping version 2 is in force; a full reconcile is queued."
+    )
     expect(page.locator("p.lead")).to_have_text("Version 2 is in force.")
     assert bridge.admin("GET", "mapping").json()["mapping"] == analysts
     page.screenshot(path=shots / "mapping.png", full_page=True)

@@ -23,7 +23,6 @@ from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp
 
 from bridge.keys import EVERYONE, UserRef
-from bridge.mapping_file import MappingError, parse_mapping
 from bridge.resolve import desired_access, explain
 from bridge.ui.api import AdminApiClient, ApiAnswer
 from bridge.ui.session import (
@@ -34,7 +33,6 @@ from bridge.ui.session import (
     SessionKeeper,
     login_nonce,
 )
-from bridge.wiring import build_reconciler
 
 if TYPE_CHECKING:
     from bridge.app_state import ServiceContext
@@ -316,7 +314,7 @@ def console_router(ctx: ServiceContext, api_app: ASGIApp) -> APIRouter:
             )
             problem = {"pointer": "", "message": message}
             return await mapping_page(request, session, text="", problems=[problem])
-        answer = await run_in_threadpool(_impact_of, ctx, raw)
+        answer = await api.call("PUT", "/mapping", params={"dry_run": "true"}, content=raw)
         text = raw.decode("utf-8", errors="replace")
         if answer.status == 422 and isinstance(answer.body, dict):
             return await mapping_page(
@@ -483,26 +481,6 @@ def _explain_user(ctx: ServiceContext, email: str) -> tuple[list[dict[str, Any]]
             }
         )
     return people, None
-
-
-def _impact_of(ctx: ServiceContext, raw: bytes) -> ApiAnswer:
-    """The mapping's problems (as the admin API's PUT words them), or the plan for everyone
-    under it, made as `GET /api/v1/plan?all=true` makes one; nothing is stored."""
-    try:
-        mapping = parse_mapping(raw, source="the uploaded mapping")
-    except MappingError as exc:
-        problems = [{"pointer": p.pointer, "message": p.message} for p in exc.problems]
-        body = {"error": "mapping refused", "problems": problems}
-        return ApiAnswer(422, body, json.dumps(body))
-    planner = ctx.reconciler(dry_run=True)
-    preview = build_reconciler(
-        ctx.settings, lambda: mapping, source=planner.source, target=planner.target, dry_run=True
-    )
-    try:
-        plan = preview.plan_all("reconcile")[0]
-    except Exception as exc:
-        return ApiAnswer(503, None, f"cannot read Keycloak or the target: {exc}")
-    return ApiAnswer(200, json.loads(plan.to_json()), "")
 
 
 def _progress_of(
