@@ -9,7 +9,9 @@ for long and nothing is applied twice).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
@@ -29,6 +31,7 @@ from bridge.model import (
     UpdateProfile,
 )
 from bridge.targets.base import (
+    Addition,
     AlreadyExistsError,
     BadRequestError,
     NotFoundError,
@@ -128,63 +131,188 @@ def apply_operations(
     target: Target,
     operations: list[Operation],
     state: TargetState,
-    on_result: Callable[[OpResult], None] | None = None,
+    on_results: Callable[[list[OpResult]], None] | None = None,
     *,
-    before_send: Callable[[Operation], None] | None = None,
+    before_send: Callable[[list[Operation]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    concurrency: int = 1,
 ) -> ApplyResult:
-    """Apply in order. `before_send` sees each operation before its call is made and
-    `on_result` its outcome as soon as it is known, so the audit holds every call made
-    (as `unknown` if the process dies during it). `should_stop` is asked before each call:
-    once true, the rest is left unsent (`not_run`) for the next run."""
-    directory = _Directory(state, target.names_are_ids)
-    result = ApplyResult()
+    """Apply a plan's operations: each user's in plan order, up to `concurrency` users at
+    once, never two requests for one user at the same time.
 
-    def settle(*outcomes: OpResult) -> None:
-        for outcome in outcomes:
-            result.results.append(outcome)
-            if on_result is not None:
-                on_result(outcome)
+    A target that adds many members to a group in one request (`batches_memberships`)
+    gets every user's additions at once: first each user's create or reactivation, then
+    all additions, in batches, one request after another, then each user's remaining
+    operations. A transient or authorisation error stops the run: what is under way ends,
+    nothing new starts, and what was never sent is `not_run`.
 
-    appeared: set[str] = set()
-    for index, op in enumerate(operations):
-        change = change_of(op)
-        if op.email.lower() in appeared:
-            settle(OpResult(op=op, outcome="not_run", error="re-planned: user already existed"))
-            continue
-        if should_stop is not None and should_stop():
-            settle(
-                *(
-                    OpResult(op=rest, outcome="not_run", error="stopping", **change_of(rest))
-                    for rest in operations[index:]
+    `before_send` sees the operations of each request before it is sent (one, or a batch's
+    additions) and `on_results` their outcomes as soon as they are known, so the audit holds
+    every call made (as `unknown` if the process dies during it). `should_stop` is asked
+    before each request: once true, the rest is left unsent (`not_run`) for the next run.
+    The callbacks are never called from two threads at once.
+    """
+    run = _Run(target, state, on_results, before_send, should_stop, concurrency)
+    return run.apply(operations)
+
+
+_BEFORE_MEMBERSHIPS = ("create_user", "activate_user")
+#: Outcomes of batched additions are handed on (audited) this many at a time.
+_AUDIT_BATCH = 100
+
+
+class _Run:
+    def __init__(
+        self,
+        target: Target,
+        state: TargetState,
+        on_results: Callable[[list[OpResult]], None] | None,
+        before_send: Callable[[list[Operation]], None] | None,
+        should_stop: Callable[[], bool] | None,
+        concurrency: int,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("write concurrency must be at least 1")
+        self.target = target
+        self.directory = _Directory(state, target.names_are_ids)
+        self.on_results = on_results
+        self.before_send = before_send
+        self.should_stop = should_stop
+        self.concurrency = concurrency
+        self.result = ApplyResult()
+        self.appeared: set[str] = set()
+        self._lock = threading.Lock()
+
+    def apply(self, operations: list[Operation]) -> ApplyResult:
+        by_user: dict[str, list[Operation]] = {}
+        for op in operations:
+            by_user.setdefault(op.email.lower(), []).append(op)
+        if not self.target.batches_memberships:
+            self._each_user(list(by_user.values()))
+            return self.result
+        heads = [[op for op in ops if op.op in _BEFORE_MEMBERSHIPS] for ops in by_user.values()]
+        additions = [op for op in operations if isinstance(op, AddMembership)]
+        tails: list[list[Operation]] = [
+            [op for op in ops if op.op not in _BEFORE_MEMBERSHIPS and op.op != "add_membership"]
+            for ops in by_user.values()
+        ]
+        self._each_user(heads)
+        self._add_all(additions)
+        self._each_user(tails)
+        return self.result
+
+    # -- outcomes --------------------------------------------------------------------------
+    def _settle(self, outcomes: list[OpResult]) -> None:
+        if not outcomes:
+            return
+        with self._lock:
+            self.result.results.extend(outcomes)
+            if self.on_results is not None:
+                self.on_results(outcomes)
+
+    def _may_send(self, ops: list[Operation]) -> bool:
+        """False once the run is stopped or stopping; else `before_send` has seen `ops`."""
+        with self._lock:
+            if self.result.stopped_by is not None or self.result.interrupted:
+                return False
+            if self.should_stop is not None and self.should_stop():
+                self.result.interrupted = True
+                return False
+            if self.before_send is not None:
+                self.before_send(ops)
+            return True
+
+    def _stop(self, exc: TargetError) -> None:
+        with self._lock:
+            if self.result.stopped_by is None:
+                self.result.stopped_by = exc
+
+    def _not_run(self, ops: Iterable[Operation], why: str | None = None) -> None:
+        if why is None:
+            why = "stopping" if self.result.interrupted else "run stopped"
+        self._settle([OpResult(op=op, outcome="not_run", error=why, **change_of(op)) for op in ops])
+
+    # -- one user at a time, several users at once ----------------------------------------
+    def _each_user(self, per_user: list[list[Operation]]) -> None:
+        per_user = [ops for ops in per_user if ops]
+        if self.concurrency == 1 or len(per_user) < 2:
+            for ops in per_user:
+                self._one_user(ops)
+            return
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="apply") as pool:
+            for future in [pool.submit(self._one_user, ops) for ops in per_user]:
+                future.result()
+
+    def _one_user(self, ops: list[Operation]) -> None:
+        for index, op in enumerate(ops):
+            if op.email.lower() in self.appeared:
+                self._not_run([op], "re-planned: user already existed")
+                continue
+            if not self._may_send([op]):
+                self._not_run(ops[index:])
+                return
+            change = change_of(op)
+            try:
+                _apply_one(self.target, self.directory, op)
+            except (TransientError, UnauthorizedError) as exc:
+                self._stop(exc)
+                self._settle([OpResult(op=op, outcome="failed", error=str(exc), **change)])
+                self._not_run(ops[index + 1 :])
+                return
+            except UserAppearedError as exc:
+                self.appeared.add(op.email.lower())
+                failed = OpResult(
+                    op=op, outcome="failed", error=str(exc), error_type="appeared", **change
                 )
-            )
-            result.interrupted = True
-            return result
-        if before_send is not None:
-            before_send(op)
+                self._settle([failed])
+            except TargetError as exc:
+                self._settle([OpResult(op=op, outcome="failed", error=str(exc), **change)])
+            else:
+                self._settle([OpResult(op=op, outcome="applied", **change)])
+
+    # -- every user's additions, batched --------------------------------------------------
+    def _add_all(self, ops: list[AddMembership]) -> None:
+        additions: list[Addition] = []
+        sendable: list[AddMembership] = []
+        for op in ops:
+            if op.email.lower() in self.appeared:
+                self._not_run([op], "re-planned: user already existed")
+                continue
+            try:
+                user = self.directory.user(op.email)
+                team_id, group_id = self.directory.place(op.team, op.case_group)
+            except TargetError as exc:
+                self._settle([OpResult(op=op, outcome="failed", error=str(exc), **change_of(op))])
+                continue
+            additions.append(Addition(user, team_id, group_id, op.role))
+            sendable.append(op)
+        announced: set[int] = set()
+        reported: set[int] = set()
+        pending: list[OpResult] = []
+
+        def sending(indexes: list[int]) -> bool:
+            fresh = [i for i in indexes if i not in announced]
+            announced.update(fresh)
+            return self._may_send([sendable[i] for i in fresh])
+
+        def done(index: int, error: TargetError | None) -> None:
+            reported.add(index)
+            op = sendable[index]
+            outcome: Outcome = "applied" if error is None else "failed"
+            message = None if error is None else str(error)
+            pending.append(OpResult(op=op, outcome=outcome, error=message, **change_of(op)))
+            if len(pending) >= _AUDIT_BATCH:
+                self._settle(pending[:])
+                pending.clear()
+
         try:
-            _apply_one(target, directory, op)
+            if additions and self._may_send([]):
+                self.target.add_memberships(additions, done, sending)
         except (TransientError, UnauthorizedError) as exc:
-            settle(OpResult(op=op, outcome="failed", error=str(exc), **change))
-            settle(
-                *(
-                    OpResult(op=rest, outcome="not_run", error="run stopped", **change_of(rest))
-                    for rest in operations[index + 1 :]
-                )
-            )
-            result.stopped_by = exc
-            return result
-        except UserAppearedError as exc:
-            appeared.add(op.email.lower())
-            settle(
-                OpResult(op=op, outcome="failed", error=str(exc), error_type="appeared", **change)
-            )
-        except TargetError as exc:
-            settle(OpResult(op=op, outcome="failed", error=str(exc), **change))
-        else:
-            settle(OpResult(op=op, outcome="applied", **change))
-    return result
+            self._stop(exc)
+        finally:
+            self._settle(pending)
+        self._not_run(op for index, op in enumerate(sendable) if index not in reported)
 
 
 def _apply_one(target: Target, directory: _Directory, op: Operation) -> None:

@@ -86,6 +86,7 @@ class Reconciler:
         store: Store | None = None,
         dry_run: bool = False,
         should_stop: Callable[[], bool] | None = None,
+        write_concurrency: int = 1,
     ) -> None:
         """`should_stop`: asked before each write; once true (the process is stopping) the
         run ends `interrupted` and what it did not send is planned again by the next run."""
@@ -96,6 +97,8 @@ class Reconciler:
         self.store = store
         self.dry_run = dry_run
         self.should_stop = should_stop
+        #: Users whose writes are sent at once (never two requests for one user at a time).
+        self.write_concurrency = write_concurrency
 
     # -- planning (pure after the reads) -------------------------------------------------
     def plan_user(self, ref: UserRef, trigger: Trigger) -> tuple[Plan, TargetState]:
@@ -283,25 +286,39 @@ class Reconciler:
         else:
             intents: dict[int, int] = {}
 
-            def before_send(op: Operation) -> None:
+            def before_send(ops: list[Operation]) -> None:
                 # Write-ahead: recorded as `unknown` before the call, so no write can reach
                 # the target without a record, even if this process dies during the call.
-                if self.store is not None and run_id is not None:
-                    sending = OpResult(op=op, outcome="failed", **change_of(op))
-                    record = _audit_record(run_id, cause, sending)
-                    intents[id(op)] = self.store.record_audit_intent(record)
+                # A batch's operations are recorded in one transaction.
+                if self.store is not None and run_id is not None and ops:
+                    records = [
+                        _audit_record(
+                            run_id, cause, OpResult(op=op, outcome="failed", **change_of(op))
+                        )
+                        for op in ops
+                    ]
+                    ids = self.store.record_audit_intents(records)
+                    intents.update(zip(map(id, ops), ids, strict=True))
 
-            def audit_now(result: OpResult) -> None:
+            def audit_now(results: list[OpResult]) -> None:
                 # Operations never sent (the run stopped first) are planned again next time;
                 # the audit records what happened to access, so they are not in it.
-                if self.store is None or run_id is None or result.outcome == "not_run":
+                sent = [result for result in results if result.outcome != "not_run"]
+                if self.store is None or run_id is None or not sent:
                     return
-                record = _audit_record(run_id, cause, result)
-                intent = intents.pop(id(result.op), None)
-                if intent is None:
-                    self.store.record_audit(record)
-                else:
-                    self.store.settle_audit(intent, record)
+                fresh: list[AuditRecord] = []
+                settled: list[tuple[int, AuditRecord]] = []
+                for result in sent:
+                    record = _audit_record(run_id, cause, result)
+                    intent = intents.pop(id(result.op), None)
+                    if intent is None:
+                        fresh.append(record)
+                    else:
+                        settled.append((intent, record))
+                if fresh:
+                    self.store.record_audit(*fresh)
+                if settled:
+                    self.store.settle_audits(settled)
 
             outcome = apply_operations(
                 self.target,
@@ -310,6 +327,7 @@ class Reconciler:
                 audit_now,
                 before_send=before_send,
                 should_stop=self.should_stop,
+                concurrency=self.write_concurrency,
             )
             report = RunReport(run_id, plan, _status_of(plan, outcome), outcome.results)
             if outcome.stopped_by is not None:

@@ -73,6 +73,10 @@ class Settings(BaseSettings, Policy):
     scim_case_group_template: str = "{team}/{case_group}:{role}"
     scim_owner_group: str | None = None
     scim_create_groups: bool = True
+    #: Members one SCIM request adds to a group at most (some services cap it, e.g. at 100).
+    scim_patch_max_members: int = Field(default=100, ge=1)
+    #: Users whose writes are sent at once in a run (never two requests for one user at once).
+    write_concurrency: int = Field(default=4, ge=1, le=64)
     keycloak_url: str | None = None
     keycloak_realm: str | None = None
     keycloak_client_id: str | None = None

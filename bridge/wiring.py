@@ -102,6 +102,7 @@ def build_target(settings: Settings, *, dry_run: bool = False) -> Target:
         case_group_template=settings.scim_case_group_template,
         owner_group=settings.scim_owner_group,
         create_groups=settings.scim_create_groups,
+        patch_max_members=settings.scim_patch_max_members,
         dry_run=dry,
         verify_tls=settings.verify_tls,
         timeout=settings.request_timeout,
@@ -134,6 +135,7 @@ def build_reconciler(
         store=store,
         dry_run=dry,
         should_stop=should_stop,
+        write_concurrency=settings.write_concurrency,
     )
 
 

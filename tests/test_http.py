@@ -254,14 +254,18 @@ def test_token_bucket_holds_requests_to_the_rate_after_the_burst() -> None:
 
 
 @responses.activate
-def test_admin_users_is_rate_limited_by_default_and_other_paths_are_not() -> None:
+def test_admin_users_and_every_other_path_keep_under_tines_limits_by_default() -> None:
+    """Tines allows 500/minute on admin/users and 5,000 on the rest: 450 and 4,500 here,
+    each after a burst of 10, in two buckets (a burst on one does not slow the other)."""
     responses.get(API + "admin/users", json={})
     responses.get(API + "teams", json={})
     clock = FakeClock()
     http = client(sleep=clock.sleep, clock=clock)
     for _ in range(15):
         http.get("teams")
-    assert clock.sleeps == []
+    assert len(clock.sleeps) == 5
+    assert sum(clock.sleeps) == pytest.approx(5 * 60 / 4500)
+    clock.sleeps.clear()
     for _ in range(15):
         http.get("admin/users")
     # a burst of 10, then one request per 60/450 s: never more than 500 in a minute

@@ -333,8 +333,18 @@ class Store:
             return audit.record_intent(connection, record)
 
     def settle_audit(self, intent_id: int, outcome: AuditRecord) -> None:
+        self.settle_audits([(intent_id, outcome)])
+
+    def record_audit_intents(self, records: Sequence[AuditRecord]) -> list[int]:
+        """`record_audit_intent` for several writes (a batch) in one transaction."""
         with write_transaction(self._engine) as connection:
-            audit.settle(connection, intent_id, outcome)
+            return [audit.record_intent(connection, record) for record in records]
+
+    def settle_audits(self, settled: Iterable[tuple[int, AuditRecord]]) -> None:
+        """`settle_audit` for several (intent id, outcome) in one transaction."""
+        with write_transaction(self._engine) as connection:
+            for intent_id, outcome in settled:
+                audit.settle(connection, intent_id, outcome)
 
     def unsettled_writes(self, emails: Iterable[str] | None) -> list[tuple[int, AuditRecord]]:
         """Writes recorded before sending whose runs ended without their outcome (a crash,

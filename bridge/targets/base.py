@@ -7,6 +7,8 @@ verbs and a small exception taxonomy. The reconciler only ever talks to `Target`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from bridge.model import TargetState, TargetUser
 
@@ -57,6 +59,23 @@ class DryRunRejectedError(TargetError):
     """A mutating request was about to be sent while dry run is on. It was not sent."""
 
 
+@dataclass(frozen=True)
+class Addition:
+    """One membership to add: `add_membership`'s arguments."""
+
+    user: TargetUser
+    team_id: str
+    case_group_id: str | None
+    role: str
+
+
+AdditionDone = Callable[[int, TargetError | None], None]
+"""Told the outcome of one addition, by its index: None when it was made."""
+
+AdditionSending = Callable[[list[int]], bool]
+"""Told the additions (indexes) one request is about to carry; False: send nothing more."""
+
+
 class Target(ABC):
     """A team-and-role application. Identity is the email, compared case-insensitively.
 
@@ -81,6 +100,10 @@ class Target(ABC):
         """Why the target could not hold this membership by name (None: it can). Checked by
         `validate --against-target` before any write would find out."""
         return None
+
+    #: True when `add_memberships` sends many additions in one request: a run then makes
+    #: every user's additions together (after the creates) instead of user by user.
+    batches_memberships: bool = False
 
     # -- reads ----------------------------------------------------------------------------
     @abstractmethod
@@ -133,6 +156,33 @@ class Target(ABC):
         self, user: TargetUser, team_id: str, case_group_id: str | None, role: str
     ) -> None:
         """Make the user a member of the team (or case group) with this role."""
+
+    def add_memberships(
+        self, additions: Sequence[Addition], done: AdditionDone, sending: AdditionSending
+    ) -> None:
+        """Make several additions; `sending(indexes)` before each request with the additions
+        it carries (False: stop, send nothing more), `done(index, error or None)` as each
+        outcome is known.
+
+        Targets that can add many members to one group in one request (SCIM) do; this
+        default adds them one by one. A TransientError or UnauthorizedError stops it: the
+        additions of the request that failed are reported with it, then it is raised, and
+        the additions not reported were not sent.
+        """
+        for index, addition in enumerate(additions):
+            if not sending([index]):
+                return
+            try:
+                self.add_membership(
+                    addition.user, addition.team_id, addition.case_group_id, addition.role
+                )
+            except (TransientError, UnauthorizedError) as exc:
+                done(index, exc)
+                raise
+            except TargetError as exc:
+                done(index, exc)
+            else:
+                done(index, None)
 
     @abstractmethod
     def change_role(

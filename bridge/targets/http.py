@@ -16,7 +16,8 @@ that must hold for every request to any target is enforced in `Transport.send`:
   where requests are sent, so no planner bug can write to the target (docs/design.md, Safety).
 - Every request is counted (`RequestStats`): one per call, plus the retries it cost.
 - An optional token bucket per path prefix keeps low-limit endpoint groups (Tines allows
-  500 requests/minute on `admin/users`) under their limit.
+  500 requests/minute on `admin/users`) under their limit, and one for every other path (`*`)
+  keeps concurrent writers under the target's general limit. Buckets are thread-safe.
 
 Secrets: credentials are never put into an error message, a log line or `repr`; a response
 body that echoes one is redacted before it is quoted.
@@ -52,8 +53,9 @@ log = logging.getLogger(__name__)
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: Tines allows 500 requests/minute on `admin/users`; stay clearly below it.
-DEFAULT_RATE_LIMITS: Mapping[str, float] = {"admin/users": 450.0}
+#: Tines allows 500 requests/minute on `admin/users` and 5,000 on most other endpoints (per
+#: IP address and token); stay clearly below both. `*` is every path no other prefix names.
+DEFAULT_RATE_LIMITS: Mapping[str, float] = {"admin/users": 450.0, "*": 4500.0}
 _EXCERPT_CHARS = 200
 
 Sleep = Callable[[float], None]
@@ -278,9 +280,9 @@ class Transport:
 
     def _limiter_for(self, path: str) -> TokenBucket | None:
         for prefix, limiter in self._limiters.items():
-            if path == prefix or path.startswith(prefix + "/"):
+            if prefix != "*" and (path == prefix or path.startswith(prefix + "/")):
                 return limiter
-        return None
+        return self._limiters.get("*")
 
 
 class HttpClient(Transport):

@@ -20,9 +20,10 @@ case group Tier 1 of that team. Consequences worth knowing:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -44,10 +45,16 @@ from scim2_models import (
 
 from bridge.model import CaseGroup, Member, TargetState, TargetUser, Team
 from bridge.targets.base import (
+    Addition,
+    AdditionDone,
+    AdditionSending,
     AlreadyExistsError,
     BadRequestError,
     NotFoundError,
     Target,
+    TargetError,
+    TransientError,
+    UnauthorizedError,
 )
 from bridge.targets.http import Backoff, RequestStats
 from bridge.targets.scim_groups import GroupKey, GroupNaming
@@ -58,6 +65,12 @@ log = logging.getLogger(__name__)
 ResourceT = TypeVar("ResourceT", bound=Resource[Any])
 #: Owners are read by id in chunks of this many `id eq` clauses per request.
 _OWNER_CHUNK = 50
+#: Members added to one group per request, unless the service is configured otherwise.
+DEFAULT_PATCH_MAX_MEMBERS = 100
+
+
+class BatchRefusedError(BadRequestError):
+    """The service refused a request adding several members; which one it minded is unknown."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,7 @@ class ScimTarget(Target):
 
     name = "scim"
     names_are_ids = True
+    batches_memberships = True
 
     def __init__(
         self,
@@ -92,6 +106,7 @@ class ScimTarget(Target):
         verify_tls: bool = True,
         timeout: float = 10,
         page_size: int = 100,
+        patch_max_members: int = DEFAULT_PATCH_MAX_MEMBERS,
         max_retries: int = SCIM_MAX_RETRIES,
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -104,6 +119,9 @@ class ScimTarget(Target):
         self.holds_tenant_permissions = False
         self.holds_tenant_owners = owner_group is not None
         self.page_size = page_size
+        if patch_max_members < 1:
+            raise ValueError("patch_max_members must be at least 1")
+        self.patch_max_members = patch_max_members
         self._scim = ScimHttpClient(
             base_url,
             token,
@@ -118,6 +136,7 @@ class ScimTarget(Target):
         # displayName → group ids, learnt from reads and creations; a miss asks the server.
         self._group_ids: dict[str, list[str]] = {}
         self._member_filter = True
+        self._creating = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ScimTarget({self._scim.base_url!r}, dry_run={self._scim.dry_run})"
@@ -261,6 +280,68 @@ class ScimTarget(Target):
         """PATCH `add members` on the role group, creating it if missing (`create_groups`)."""
         self._join(self.naming.group_name(GroupKey(team_id, case_group_id, role)), user)
 
+    def add_memberships(
+        self, additions: Sequence[Addition], done: AdditionDone, sending: AdditionSending
+    ) -> None:
+        """Additions to one role group go in one PATCH (or the POST that creates the group),
+        at most `patch_max_members` members each. A request the service refuses is sent
+        again one member at a time, so one member it will not take (an id it does not know,
+        say) costs only that member; each addition's own outcome goes to `done`."""
+        by_group: dict[str, list[int]] = {}
+        for index, addition in enumerate(additions):
+            key = GroupKey(addition.team_id, addition.case_group_id, addition.role)
+            try:
+                name = self.naming.group_name(key)
+            except BadRequestError as exc:
+                done(index, exc)
+                continue
+            by_group.setdefault(name, []).append(index)
+        for name, indexes in by_group.items():
+            for start in range(0, len(indexes), self.patch_max_members):
+                chunk = indexes[start : start + self.patch_max_members]
+                if not sending(chunk):
+                    return
+                self._add_chunk(name, [(i, additions[i].user) for i in chunk], done, sending)
+
+    def _add_chunk(
+        self,
+        group_name: str,
+        members: list[tuple[int, TargetUser]],
+        done: AdditionDone,
+        sending: AdditionSending,
+    ) -> None:
+        try:
+            self._join_all(group_name, [user for _, user in members])
+        except (TransientError, UnauthorizedError) as exc:
+            for index, _ in members:
+                done(index, exc)
+            raise
+        except TargetError as exc:
+            if len(members) == 1:
+                done(members[0][0], exc)
+                return
+            log.warning(
+                "SCIM group %r refused %d members in one request (%s); adding them one by one",
+                group_name,
+                len(members),
+                exc,
+            )
+            for index, user in members:
+                if not sending([index]):
+                    return
+                try:
+                    self._join(group_name, user)
+                except (TransientError, UnauthorizedError) as single:
+                    done(index, single)
+                    raise
+                except TargetError as single:
+                    done(index, single)
+                else:
+                    done(index, None)
+        else:
+            for index, _ in members:
+                done(index, None)
+
     def change_role(
         self, user: TargetUser, team_id: str, case_group_id: str | None, role: str
     ) -> None:
@@ -285,7 +366,10 @@ class ScimTarget(Target):
 
     # -- groups ---------------------------------------------------------------------------
     def _join(self, group_name: str, user: TargetUser) -> None:
-        """Add the user to the group, creating it when missing.
+        self._join_all(group_name, [user])
+
+    def _join_all(self, group_name: str, users: list[TargetUser]) -> None:
+        """Add the users to the group in one request, creating it when missing.
 
         What we knew about the group can be stale (deleted since: 404 on the PATCH; created
         by someone else meanwhile: 409 on the POST); both are resolved by re-reading once.
@@ -294,39 +378,48 @@ class ScimTarget(Target):
             ids = self._group_ids_named(group_name)
             try:
                 if ids:
-                    self._add_member(ids[0], group_name, user)
-                else:
-                    self._create_group(group_name, user)
+                    self._add_members(ids[0], group_name, users)
+                    return
+                with self._creating:  # two writers must not both create the group
+                    ids = self._group_ids_named(group_name)
+                    if ids:
+                        self._add_members(ids[0], group_name, users)
+                    else:
+                        self._create_group(group_name, users)
                 return
             except (NotFoundError, AlreadyExistsError):
                 if attempt:
                     raise
                 self._group_ids.pop(group_name, None)
 
-    def _add_member(self, group_id: str, group_name: str, user: TargetUser) -> None:
+    def _add_members(self, group_id: str, group_name: str, users: list[TargetUser]) -> None:
         add = PatchOp[Group](
             operations=[
                 PatchOperation[Group](
-                    op=PatchOperation.Op.add, path="members", value=[GroupMember(value=user.id)]
+                    op=PatchOperation.Op.add,
+                    path="members",
+                    value=[GroupMember(value=user.id) for user in users],
                 )
             ]
         )
         try:
             self._scim.modify(Group, group_id, add)
-        except AlreadyExistsError:
+        except AlreadyExistsError as exc:
+            if len(users) > 1:
+                # Which member was present, and were the others added? Unknown: one by one.
+                raise BatchRefusedError(str(exc)) from exc
             # Some servers answer 409 to adding a present member; for us it is done.
-            log.info("%s is already a member of SCIM group %r", user.email, group_name)
+            log.info("%s is already a member of SCIM group %r", users[0].email, group_name)
 
-    def _create_group(self, group_name: str, user: TargetUser) -> None:
+    def _create_group(self, group_name: str, users: list[TargetUser]) -> None:
         if not self.create_groups:
             raise BadRequestError(
-                f"SCIM group {group_name!r} does not exist, so {user.email} cannot be added; "
+                f"SCIM group {group_name!r} does not exist, so "
+                f"{', '.join(user.email for user in users)} cannot be added; "
                 "create it on the SCIM service or set scim_create_groups = true"
             )
-        created = cast(
-            Group,
-            self._scim.create(Group(display_name=group_name, members=[GroupMember(value=user.id)])),
-        )
+        members = [GroupMember(value=user.id) for user in users]
+        created = cast(Group, self._scim.create(Group(display_name=group_name, members=members)))
         if created.id:
             self._group_ids[group_name] = [created.id]
 
