@@ -285,8 +285,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drift", type=float, default=0.0, help="share of users to drift")
     parser.add_argument("--keycloak-latency-ms", type=float, default=5.0)
     parser.add_argument("--target-latency-ms", type=float, default=20.0)
+    parser.add_argument("--departments", type=int, default=Shape.departments)
+    parser.add_argument("--leaves", type=int, default=Shape.leaves_per_department)
+    parser.add_argument("--mapped-leaves", type=int, default=Shape.mapped_leaves)
+    parser.add_argument("--teams", type=int, default=Shape.teams)
     args = parser.parse_args(argv)
-    org = build(Shape(users=args.users, drift=args.drift))
+    org = build(
+        Shape(
+            users=args.users,
+            drift=args.drift,
+            departments=args.departments,
+            leaves_per_department=args.leaves,
+            mapped_leaves=args.mapped_leaves,
+            teams=args.teams,
+        )
+    )
     keycloak = serve(FakeKeycloak(org).route, args.keycloak_latency_ms / 1000)
     target = serve(FakeTines(org).route, args.target_latency_ms / 1000)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as mapping_file:

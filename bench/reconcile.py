@@ -38,7 +38,9 @@ ALL_REMOVALS = 10**9  # the benchmark checks convergence, not the removal budget
 
 
 @contextmanager
-def fakes(users: int, drift: float, kc_ms: float, target_ms: float) -> Iterator[dict[str, Any]]:
+def fakes(
+    users: int, drift: float, kc_ms: float, target_ms: float, shape: list[str]
+) -> Iterator[dict[str, Any]]:
     """Start bench/fakes.py in its own process; it ends when we close its stdin."""
     process = subprocess.Popen(
         [
@@ -49,6 +51,7 @@ def fakes(users: int, drift: float, kc_ms: float, target_ms: float) -> Iterator[
             f"--drift={drift}",
             f"--keycloak-latency-ms={kc_ms}",
             f"--target-latency-ms={target_ms}",
+            *shape,
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -63,10 +66,13 @@ def fakes(users: int, drift: float, kc_ms: float, target_ms: float) -> Iterator[
         process.wait(timeout=30)
 
 
-def measure(kind: str, info: dict[str, Any], sample: int) -> dict[str, Any]:
+def measure(kind: str, info: dict[str, Any], sample: int, concurrency: int) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter and return its JSON result."""
     out = subprocess.run(
-        [sys.executable, "-m", "bench.reconcile", "--child", kind, "--sample", str(sample)],
+        [
+            *(sys.executable, "-m", "bench.reconcile", "--child", kind),
+            *("--sample", str(sample), f"--write-concurrency={concurrency}"),
+        ],
         input=json.dumps(info),
         capture_output=True,
         text=True,
@@ -82,7 +88,9 @@ def measure(kind: str, info: dict[str, Any], sample: int) -> dict[str, Any]:
 # Child side: the measured process
 
 
-def _wiring(info: dict[str, Any], store_dir: str) -> tuple[Any, Any, Any, Any]:
+def _wiring(
+    info: dict[str, Any], store_dir: str, concurrency: int = 1
+) -> tuple[Any, Any, Any, Any]:
     from bridge.mapping_file import load_mapping
     from bridge.reconcile import Reconciler
     from bridge.sources.keycloak import KeycloakSource
@@ -97,9 +105,28 @@ def _wiring(info: dict[str, Any], store_dir: str) -> tuple[Any, Any, Any, Any]:
     store = Store.open(f"sqlite:///{store_dir}/bench.db")
     store.upgrade()
     reconciler = Reconciler(
-        policy=POLICY, mapping=lambda: mapping, source=source, target=target, store=store
+        policy=POLICY,
+        mapping=lambda: mapping,
+        source=source,
+        target=target,
+        store=store,
+        write_concurrency=concurrency,
     )
     return reconciler, source, target, store
+
+
+def _limiter_waits(target: Any) -> dict[str, float]:
+    """Seconds each of the Tines client's rate limiters made it wait, filled in as it runs."""
+    waits: dict[str, float] = {}
+    for prefix, limiter in target.http._limiters.items():
+        waits[prefix] = 0.0
+
+        def sleep(seconds: float, prefix: str = prefix, real: Any = limiter._sleep) -> None:
+            waits[prefix] += seconds
+            real(seconds)
+
+        limiter._sleep = sleep
+    return waits
 
 
 def _timed(phases: dict[str, float], name: str, call: Callable[..., T]) -> Callable[..., T]:
@@ -120,9 +147,12 @@ def _server_counts(url: str) -> dict[str, int]:
     return counts
 
 
-def child_full(info: dict[str, Any]) -> dict[str, Any]:
+def child_full(info: dict[str, Any], concurrency: int) -> dict[str, Any]:
+    import os
+
     with tempfile.TemporaryDirectory() as store_dir:
-        reconciler, source, target, store = _wiring(info, store_dir)
+        reconciler, source, target, store = _wiring(info, store_dir, concurrency)
+        waits = _limiter_waits(target)
         phases: dict[str, float] = {}
         source.read_all = _timed(phases, "keycloak_read", source.read_all)
         target.read_state = _timed(phases, "target_read", target.read_state)
@@ -136,6 +166,10 @@ def child_full(info: dict[str, Any]) -> dict[str, Any]:
         result = {
             "wall_s": round(wall, 2),
             "phases_s": {k: round(v, 2) for k, v in phases.items()},
+            "rate_limit_waits_s": {k: round(v, 2) for k, v in waits.items()},
+            "cpu_s": round(sum(os.times()[:2]), 2),
+            "loadavg": os.getloadavg()[0],
+            "write_concurrency": concurrency,
             "peak_rss_mb": round(peak / 1024, 1),
             "rss_before_mb": round(rss_before / 1024, 1),
             "status": report.status,
@@ -189,18 +223,25 @@ def child_naive(info: dict[str, Any], sample: int) -> dict[str, Any]:
 
 def run_size(args: argparse.Namespace, users: int) -> dict[str, Any]:
     row: dict[str, Any] = {"users": users}
-    with fakes(users, 0.0, args.keycloak_latency_ms, args.target_latency_ms) as info:
+    shape = [
+        f"--departments={args.departments}",
+        f"--leaves={args.leaves}",
+        f"--mapped-leaves={args.mapped_leaves}",
+        f"--teams={args.teams}",
+    ]
+    lat = (args.keycloak_latency_ms, args.target_latency_ms)
+    with fakes(users, 0.0, *lat, shape) as info:
         row["selectors"], row["teams"] = info["selectors"], info["teams"]
-        row["no_change"] = measure("full", info, 0)
+        row["no_change"] = measure("full", info, 0, args.write_concurrency)
         if args.naive_sample:
-            naive = measure("naive", info, args.naive_sample)
+            naive = measure("naive", info, args.naive_sample, 1)
             naive["extrapolated_wall_s"] = round(naive["wall_s_per_user"] * users)
             naive["extrapolated_keycloak_reads"] = round(naive["keycloak_reads_per_user"] * users)
             naive["extrapolated_target_reads"] = round(naive["target_reads_per_user"] * users)
             row["naive"] = naive
     if args.drift:
-        with fakes(users, args.drift, args.keycloak_latency_ms, args.target_latency_ms) as info:
-            drift = measure("full", info, 0)
+        with fakes(users, args.drift, *lat, shape) as info:
+            drift = measure("full", info, 0, args.write_concurrency)
             drift["drifted_users"] = info["drifted_users"]
             drift["writes_equal_planned"] = (
                 drift["target_writes"] == drift["planned_ops"] == drift["applied_ops"]
@@ -216,13 +257,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-sample", type=int, default=10, help="0 skips the naive run")
     parser.add_argument("--keycloak-latency-ms", type=float, default=5.0)
     parser.add_argument("--target-latency-ms", type=float, default=20.0)
+    parser.add_argument("--departments", type=int, default=30)
+    parser.add_argument("--leaves", type=int, default=10, help="subgroups per department")
+    parser.add_argument("--mapped-leaves", type=int, default=269)
+    parser.add_argument("--teams", type=int, default=100)
+    parser.add_argument(
+        "--write-concurrency", type=int, default=4, help="the product's default is 4"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", choices=["full", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--sample", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         info = json.loads(sys.stdin.read())
-        result = child_full(info) if args.child == "full" else child_naive(info, args.sample)
+        result = (
+            child_full(info, args.write_concurrency)
+            if args.child == "full"
+            else child_naive(info, args.sample)
+        )
         print(json.dumps(result))
         return 0
     rows = []
