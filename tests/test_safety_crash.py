@@ -38,9 +38,8 @@ def invited_emails(fake: TinesFake) -> list[str]:
 def deployment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tines_fake: TinesFake
 ) -> Deployment:
-    # One write in flight, so the kill below lands on a known one. With more, every write
-    # under way when the process dies may be applied without its audit record: up to
-    # write_concurrency of them (docs: README, "Writes").
+    # One write in flight, so the kill below lands on a known one (with write_concurrency
+    # users at once, any of several writes could be the one under way).
     deployment = make_deployment(monkeypatch, tmp_path, tines_fake, write_concurrency=1)
     tines_fake.state.add_team("Analytics")
     tines_fake.state.add_team("Ops")
