@@ -1,13 +1,31 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the demo need, when they are missing:
-# a JDK (Keycloak and the listener), Maven (fetches Keycloak, builds the listener), the
-# PostgreSQL server binaries (store and multi-process tests) and Chromium (the console's browser
-# tests drive it headless through Playwright, which downloads no browser of its own). Needs root
-# (or sudo) only when something is missing.
+# a JDK (Keycloak and the listener; a Java 21+ too, for Phase Two's extension), Maven (fetches
+# Keycloak, builds the listener), the PostgreSQL server binaries (store and multi-process tests)
+# and Chromium (the console's browser tests drive it headless through Playwright, which
+# downloads no browser of its own). Needs root (or sudo) only when something is missing.
 set -euo pipefail
+
+# Java 21 or newer under /usr/lib/jvm (Phase Two's keycloak-events is Java 21 bytecode).
+has_java21() {
+  local release version
+  for release in /usr/lib/jvm/*/release; do
+    version=$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$release" 2>/dev/null)
+    [ "${version:-0}" -ge 21 ] && return 0
+  done
+  return 1
+}
 
 need=()
 command -v java >/dev/null || need+=(openjdk-17-jdk-headless)
+if ! has_java21; then
+  if apt-cache show openjdk-21-jdk-headless >/dev/null 2>&1; then
+    need+=(openjdk-21-jdk-headless)
+  else
+    echo "no Java 21+ under /usr/lib/jvm and no openjdk-21 package here (Debian 12 has 17 only):" \
+      "install one (e.g. Temurin 21+) or set JIT_BRIDGE_KEYCLOAK_JAVA21_HOME for the Phase Two tests" >&2
+  fi
+fi
 command -v mvn >/dev/null || need+=(maven)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)

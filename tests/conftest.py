@@ -24,11 +24,13 @@ pytest_plugins = [
     "tests.fixtures.bridge",
     "tests.fixtures.faulty_proxy",
     "tests.fixtures.organizations",
+    "tests.fixtures.phasetwo",
 ]
 
 #: Fixture → the marker of the service it starts.
 SERVICE_FIXTURES = {
     "keycloak": "keycloak",
+    "phasetwo_keycloak": "keycloak",
     "postgres": "postgres",
     "scim_server_process": "scim",
     "bridge_service": "bridge_process",

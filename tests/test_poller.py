@@ -471,3 +471,21 @@ def test_the_poller_runs_often_enough_for_a_login_to_land_within_the_interval(
     interval: float, period: float
 ) -> None:
     assert poll_period(interval) == pytest.approx(period)
+
+
+def test_an_event_store_answering_500_is_named_with_its_likely_cause(
+    harness: Harness, store: KeycloakEventStore
+) -> None:
+    """Phase Two's keycloak-events adds a second events store; without
+    --spi-events-store--provider=jpa Keycloak uses none and every read answers 500."""
+    store.user_events = [login("e0", NOW_MS - MINUTE, "u0")]
+    store.failing_offsets = {0}
+
+    failed = harness.poller.poll_once()
+
+    assert harness.queued_keys() == []
+    error = failed.errors[0]
+    assert error.startswith(f"user events of realm {REALM}: ")
+    assert "event store answered 500" in error
+    assert "--spi-events-store--provider=jpa" in error
+    assert "docs/phase-two.md" in error

@@ -218,7 +218,7 @@ class EventPoller:
             try:
                 self._poll_stream(stream, mode, tally)
             except Exception as error:  # any failure: report it, keep the cursor, retry later
-                message = f"{stream} events of realm {self._realm}: {type(error).__name__}: {error}"
+                message = f"{stream} events of realm {self._realm}: {_describe(error)}"
                 log.warning("event poll failed, cursor kept: %s", message[:500])
                 tally.errors.append(message[:500])
         return PollResult(
@@ -318,3 +318,17 @@ class EventPoller:
             )
             if result != "duplicate":
                 tally.triggers_queued += 1
+
+
+EVENT_STORE_500 = (
+    "Keycloak's event store answered 500. A Keycloak with a second events store provider "
+    "(Phase Two's keycloak-events adds one) has none in use unless it is started with "
+    "--spi-events-store--provider=jpa; see docs/phase-two.md"
+)
+
+
+def _describe(error: Exception) -> str:
+    """What a failed poll says in the log and in status: the cause an operator can act on."""
+    if isinstance(error, KeycloakGetError) and error.response_code == 500:
+        return f"{EVENT_STORE_500} ({str(error)[:200]})"
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,187 @@
+"""Phase Two's keycloak-events webhooks, from the real extension, end to end.
+
+The session's second Keycloak (tests/fixtures/phasetwo.py) runs the pinned keycloak-events jar
+on Java 21+. Each test points a webhook of the extension at `jit-bridge run` (event-store
+polling and the schedule off, so whatever reaches the Tines fake came through Phase Two's
+deliveries) and removes it afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.fixtures.bridge import BridgeFactory, BridgeProcess, free_port
+from tests.fixtures.keycloak import KeycloakSandbox
+from tests.fixtures.phasetwo import PhaseTwoKeycloak
+from tests.tines_fake import TinesFake
+
+TEAM = "Analytics"
+ROLE = "EDITOR"
+PASSWORD = "phase-two-password"
+SECRET = "phase-two-shared-secret"
+#: Phase Two delivers after Keycloak's commit, within a second; its retries back off 5-fold from
+#: 0.5 s (0.5, 2.5, 12.5, 62.5 s), so a healed delivery can take a minute and more.
+DELIVERY = 60.0
+RETRY = 150.0
+
+
+@pytest.fixture
+def sandbox(phasetwo_keycloak: PhaseTwoKeycloak) -> Iterator[KeycloakSandbox]:
+    box = KeycloakSandbox(phasetwo_keycloak.keycloak)
+    try:
+        yield box
+    finally:
+        box.cleanup()
+
+
+def start_bridge(
+    start: BridgeFactory,
+    p2: PhaseTwoKeycloak,
+    tines: TinesFake,
+    group: str,
+    *,
+    bridge_secret: str = SECRET,
+    webhook_secret: str = SECRET,
+    realm: str | None = None,
+) -> tuple[BridgeProcess, str]:
+    """The bridge, and a webhook of `realm` (default: the bridge's) to it; (bridge, hook id)."""
+    tines.state.add_team(TEAM)
+    port = free_port()
+    bridge = start(
+        mapping={"mappings": [{"group_name": group, "team_name": TEAM, "role_name": ROLE}]},
+        tines=tines,
+        keycloak=p2.keycloak,
+        port=port,
+        webhook_secret=bridge_secret,
+        mode="enhanced",
+        poll_events=False,
+        reconcile_interval=0,
+    )
+    url = f"http://127.0.0.1:{port}/webhooks/keycloak"
+    return bridge, p2.webhook(realm or p2.keycloak.realm, url, webhook_secret)
+
+
+def team_role(tines: TinesFake, email: str) -> str | None:
+    state = tines.state.export()
+    user = next((u for u in state.users if u.email.lower() == email), None)
+    team = next((t for t in state.teams if t.name == TEAM), None)
+    if user is None or team is None:
+        return None
+    return next((m.role for m in team.members if m.user_id == user.id), None)
+
+
+def webhook_results(bridge: BridgeProcess) -> dict[str, float]:
+    """`jit_bridge_webhook_requests_total` by result, from /metrics."""
+    text = httpx.get(f"{bridge.url}/metrics", timeout=5).text
+    return {
+        result: float(value)
+        for result, value in re.findall(
+            r'^jit_bridge_webhook_requests_total\{result="([^"]+)"\} (\S+)$', text, re.MULTILINE
+        )
+    }
+
+
+def audited(bridge: BridgeProcess, email: str, op: str) -> list[dict[str, object]]:
+    answer = bridge.admin("GET", "audit", params={"user": email})
+    answer.raise_for_status()
+    return [r for r in answer.json() if r["op"] == op and r.get("outcome") != "planned"]
+
+
+def test_login_group_changes_and_deletion_reach_the_target_through_phase_two(
+    bridge_service: BridgeFactory,
+    tines_fake: TinesFake,
+    phasetwo_keycloak: PhaseTwoKeycloak,
+    sandbox: KeycloakSandbox,
+) -> None:
+    p2 = phasetwo_keycloak
+    group = sandbox.create_group("/Analysts")
+    bridge, hook = start_bridge(bridge_service, p2, tines_fake, group)
+    try:
+        username, user_id = sandbox.create_user("p2user", password=PASSWORD, groups=(group,))
+        email = f"{username}@example.com"
+
+        p2.keycloak.login(username, PASSWORD)
+        bridge.wait_until(lambda: team_role(tines_fake, email) == ROLE, DELIVERY, "login")
+
+        p2.keycloak.admin.group_user_remove(user_id, p2.keycloak.group_id(group))
+        bridge.wait_until(lambda: team_role(tines_fake, email) is None, DELIVERY, "removal")
+
+        p2.keycloak.admin.group_user_add(user_id, p2.keycloak.group_id(group))
+        bridge.wait_until(lambda: team_role(tines_fake, email) == ROLE, DELIVERY, "addition")
+
+        p2.keycloak.admin.delete_user(user_id)
+        bridge.wait_until(lambda: team_role(tines_fake, email) is None, DELIVERY, "deletion")
+
+        results = webhook_results(bridge)
+        assert results.get("signature", 0) == 0, results
+        assert results.get("queued", 0) >= 4, results
+    finally:
+        p2.delete_webhook(p2.keycloak.realm, hook)
+
+
+def test_a_wrong_secret_is_refused_and_the_retry_after_the_fix_is_processed_once(
+    bridge_service: BridgeFactory,
+    tines_fake: TinesFake,
+    phasetwo_keycloak: PhaseTwoKeycloak,
+    sandbox: KeycloakSandbox,
+) -> None:
+    """The bridge was given a wrong secret: each delivery is refused (401) and changes nothing,
+    and Phase Two retries it. Phase Two signs a retry as it signed the first try, and drops a
+    delivery whose connection is refused, so the operator fixes the bridge's secret and
+    restarts it between two retries; the next retry gets through and is processed once."""
+    p2 = phasetwo_keycloak
+    group = sandbox.create_group("/Analysts")
+    username, _ = sandbox.create_user("retried", password=PASSWORD, groups=(group,))
+    email = f"{username}@example.com"
+    # The webhook is made after the user, so the login is the only delivery being retried.
+    bridge, hook = start_bridge(
+        bridge_service, p2, tines_fake, group, bridge_secret="not-" + SECRET
+    )
+    try:
+        p2.keycloak.login(username, PASSWORD)
+        # Tries at about 0, 0.5, 3 and 15 s; the next comes 30 to 95 s after the fourth.
+        bridge.wait_until(
+            lambda: webhook_results(bridge).get("signature", 0) >= 4, DELIVERY, "four 401s"
+        )
+        assert team_role(tines_fake, email) is None
+        assert webhook_results(bridge).get("queued", 0) == 0
+
+        bridge.settings["JIT_BRIDGE_WEBHOOK_SECRET"] = SECRET
+        bridge.restart()
+        bridge.wait_until(lambda: team_role(tines_fake, email) == ROLE, RETRY, "the retry")
+        assert len(audited(bridge, email, "create_user")) == 1
+        assert len(audited(bridge, email, "add_membership")) == 1
+    finally:
+        p2.delete_webhook(p2.keycloak.realm, hook)
+
+
+def test_the_event_store_poller_works_beside_the_extension(
+    bridge_service: BridgeFactory,
+    tines_fake: TinesFake,
+    phasetwo_keycloak: PhaseTwoKeycloak,
+    sandbox: KeycloakSandbox,
+) -> None:
+    """With --spi-events-store--provider=jpa the extension's second events store does not
+    stop Keycloak's: a bridge that only polls sees the login."""
+    p2 = phasetwo_keycloak
+    group = sandbox.create_group("/Analysts")
+    username, _ = sandbox.create_user("polled", password=PASSWORD, groups=(group,))
+    email = f"{username}@example.com"
+    tines_fake.state.add_team(TEAM)
+    bridge = bridge_service(
+        mapping={"mappings": [{"group_name": group, "team_name": TEAM, "role_name": ROLE}]},
+        tines=tines_fake,
+        keycloak=p2.keycloak,
+        mode="enhanced",
+        poll_events=True,
+        poll_interval=1,
+        reconcile_interval=0,
+    )
+    p2.keycloak.login(username, PASSWORD)
+    bridge.wait_until(lambda: team_role(tines_fake, email) == ROLE, DELIVERY, "a polled login")
+    assert bridge.admin("GET", "status").json()["failing"] == {}
+    assert webhook_results(bridge) == {}
