@@ -19,6 +19,7 @@ from typing import Any, Literal, TypedDict
 from bridge.model import (
     ActivateUser,
     AddMembership,
+    ChangeEmail,
     ChangeRole,
     CreateUser,
     DeactivateUser,
@@ -60,6 +61,9 @@ class ApplyResult:
     stopped_by: TargetError | None = None
     #: The process began to stop: the operations not yet sent were left for the next run.
     interrupted: bool = False
+    #: Every account by lower-case email once the run is over (created and renamed ones
+    #: included), so the store can pair them with their Keycloak users.
+    accounts: dict[str, TargetUser] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[OpResult]:
@@ -137,8 +141,9 @@ def apply_operations(
     should_stop: Callable[[], bool] | None = None,
     concurrency: int = 1,
 ) -> ApplyResult:
-    """Apply a plan's operations: each user's in plan order, up to `concurrency` users at
-    once, never two requests for one user at the same time.
+    """Apply a plan's operations: email changes first (the rest of the plan names those
+    accounts by their new emails), then each user's in plan order, up to `concurrency`
+    users at once, never two requests for one user at the same time.
 
     A target that adds many members to a group in one request (`batches_memberships`)
     gets every user's additions at once: first each user's create or reactivation, then
@@ -179,11 +184,15 @@ class _Run:
         self.before_send = before_send
         self.should_stop = should_stop
         self.concurrency = concurrency
-        self.result = ApplyResult()
+        self.result = ApplyResult(accounts=self.directory.users)
         self.appeared: set[str] = set()
         self._lock = threading.Lock()
 
     def apply(self, operations: list[Operation]) -> ApplyResult:
+        renames = [op for op in operations if isinstance(op, ChangeEmail)]
+        if renames:
+            self._each_user([[op] for op in renames])
+            operations = [op for op in operations if not isinstance(op, ChangeEmail)]
         by_user: dict[str, list[Operation]] = {}
         for op in operations:
             by_user.setdefault(op.email.lower(), []).append(op)
@@ -316,6 +325,13 @@ class _Run:
 
 
 def _apply_one(target: Target, directory: _Directory, op: Operation) -> None:
+    if isinstance(op, ChangeEmail):
+        if op.to.lower() in directory.users:
+            raise BadRequestError(f"cannot change {op.email} to {op.to}: that email is taken")
+        changed = target.change_email(directory.user(op.email), op.to)
+        del directory.users[op.email.lower()]
+        directory.users[op.to.lower()] = changed
+        return
     if isinstance(op, CreateUser):
         try:
             created = target.create_user(op.email, op.first_name, op.last_name, op.avatar_url)
@@ -355,6 +371,8 @@ def _apply_one(target: Target, directory: _Directory, op: Operation) -> None:
 def in_effect(op: Operation, state: TargetState) -> bool:
     """Whether `state` (read after the call) shows what `op` does: how the outcome of a call
     whose answer was lost (a crash) is settled."""
+    if isinstance(op, ChangeEmail):
+        return any(u.email.lower() == op.to.lower() for u in state.users)
     user = next((u for u in state.users if u.email.lower() == op.email.lower()), None)
     if isinstance(op, CreateUser) or user is None:
         return user is not None
@@ -405,6 +423,8 @@ def change_of(op: Operation) -> _Change:
         return {"before": {"active": True}, "after": {"active": False}}
     if isinstance(op, ActivateUser):
         return {"before": {"active": False}, "after": {"active": True}}
+    if isinstance(op, ChangeEmail):
+        return {"before": {"email": op.email}, "after": {"email": op.to}}
     return {
         "before": {},
         "after": {"first_name": op.first_name, "last_name": op.last_name},

@@ -176,7 +176,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 
     mapping = _mapping_for(args, settings, offline=args.idp_snapshot is not None)
     source = build_source(settings, args.idp_snapshot)
-    identity = source.read_user(UserRef(email=args.user))
+    identity = source.read_user(UserRef(email=args.user), mapping)
     if not identity.users:
         _err(f"{args.user}: no such user in the identity provider")
         return EXIT_FAILURE
@@ -333,6 +333,8 @@ def render_plan(plan: Plan) -> str:
         lines.append("  ! held: " + _describe_op(op.model_dump(by_alias=True)))
     for skipped in plan.skipped:
         lines.append(f"  - skipped {skipped.email}: {skipped.reason}")
+    for orphan in plan.orphans:
+        lines.append(f"  ? orphan {orphan}: no Keycloak user has this account's email")
     if not plan.has_changes:
         lines.append("  no changes")
     return "\n".join(lines)
@@ -350,6 +352,7 @@ def _describe_op(op: dict[str, Any]) -> str:
         "set_tenant_owner": lambda: f" = {op['value']}",
         "set_tenant_permissions": lambda: f" add {op['add']} remove {op['remove']}",
         "update_profile": lambda: f" {op['changes']}",
+        "change_email": lambda: f" → {op['to']}",
     }.get(kind, lambda: "")()
     because = f"  ({'; '.join(op['because'])})" if op.get("because") else ""
     return f"{kind} {op['email']}{where}{detail}{because}"

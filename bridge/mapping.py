@@ -8,7 +8,8 @@ Tines-compatible JSON (legacy keys, JSON-pointer errors, the JSON Schema) lives 
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -140,6 +141,35 @@ class GroupSelector(BaseModel):
         return sorted(p for p in paths if p.rsplit("/", 1)[-1] == self.name)
 
 
+@dataclass(frozen=True)
+class _Projection:
+    """What `Mapping.project` keeps, computed once per mapping."""
+
+    paths: frozenset[str]
+    names: frozenset[str]
+    realm_roles: frozenset[str]
+    client_roles: frozenset[tuple[str, str]]
+
+    def seen(self, path: str) -> bool:
+        segments = [p for p in path.split("/") if p]
+        if self.names.intersection(segments):
+            return True
+        return any(a in self.paths for a in ancestor_paths(path))
+
+    def apply(self, user: IdpUser) -> IdpUser:
+        clients = {
+            client: sorted(r for r in roles if (client, r) in self.client_roles)
+            for client, roles in user.client_roles.items()
+        }
+        return user.model_copy(
+            update={
+                "groups": sorted(g for g in user.groups if self.seen(g)),
+                "realm_roles": sorted(r for r in user.realm_roles if r in self.realm_roles),
+                "client_roles": {c: r for c, r in sorted(clients.items()) if r},
+            }
+        )
+
+
 class MappingEntry(BaseModel):
     """One `mappings[]` entry. `number` is its 1-based position, as `because` shows it."""
 
@@ -170,6 +200,25 @@ class Mapping(BaseModel):
     def managed_teams(self) -> frozenset[str]:
         """Team names the mapping names; with `manage_teams = "mapped"` only these are managed."""
         return frozenset(e.team for e in self.entries)
+
+    def project(self, user: IdpUser) -> IdpUser:
+        """`user` with only what this mapping can see: the direct groups inside a mapped
+        group's subtree (a `/path`, or any group a plain name names, with every descendant),
+        the realm roles and client roles role selectors name. A user read on their own and
+        the same user read in bulk (which only reads what the mapping names) then agree."""
+        return self._projection.apply(user)
+
+    @cached_property
+    def _projection(self) -> _Projection:
+        selectors = self.selectors()
+        return _Projection(
+            paths=frozenset(s.name for s in selectors if s.kind == "path"),
+            names=frozenset(s.name for s in selectors if s.kind == "name"),
+            realm_roles=frozenset(s.name for s in selectors if s.kind == "realm_role"),
+            client_roles=frozenset(
+                (s.client or "", s.name) for s in selectors if s.kind == "client_role"
+            ),
+        )
 
     def selectors(self) -> frozenset[GroupSelector]:
         """Every group selector the mapping uses: what a full reconcile must read."""

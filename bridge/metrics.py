@@ -31,6 +31,12 @@ class Metrics:
             "Mapped groups the last full reconcile could not read (removals held)",
             registry=r,
         )
+        self.orphan_accounts = Gauge(
+            "jit_bridge_orphan_accounts",
+            "Target accounts in managed_email_domains that no Keycloak user has, as the last "
+            "full reconcile found them",
+            registry=r,
+        )
         self.retries = Counter("jit_bridge_queue_retries", "Queue entries put back", registry=r)
         self.queue_depth = Gauge("jit_bridge_queue_depth", "Queue entries waiting", registry=r)
         self.held_runs = Gauge("jit_bridge_held_runs", "Runs waiting for approval", registry=r)

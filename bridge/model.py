@@ -67,8 +67,10 @@ class IdpSnapshot(_Strict):
 class IdentityView(BaseModel):
     """What one read of the identity provider established, including what it could not.
 
-    `users` are the users read. `deleted_users` are emails of users the IdP confirmed no
-    longer exist (a 404 for a known user id), which the planner treats like disabled users.
+    `users` are the users read. `deleted_ids` are ids of users the IdP confirmed no longer
+    exist (a 404 for the user id); the planner treats the target account paired with such an
+    id like a disabled user's, and never looks an account up by an email for it.
+    `deleted_users` are emails treated the same way (snapshots and offline use).
     `unreadable_groups` maps a mapping group selector (as written in the mapping, e.g.
     `/Ops/Tier1` or `Managers`) to the reason it could not be read completely; the planner
     never removes or downgrades anything such a selector could grant (fail closed).
@@ -80,6 +82,7 @@ class IdentityView(BaseModel):
 
     users: list[IdpUser] = Field(default_factory=list)
     deleted_users: list[str] = Field(default_factory=list)
+    deleted_ids: list[str] = Field(default_factory=list)
     unreadable_groups: dict[str, str] = Field(default_factory=dict)
     complete: bool = False
 
@@ -114,6 +117,17 @@ class Team(_Strict):
     name: str
     members: list[Member] = Field(default_factory=list)
     case_groups: list[CaseGroup] = Field(default_factory=list)
+
+
+class AccountPair(BaseModel):
+    """The identity of one target account: the Keycloak user it belongs to (the id is the
+    identity; emails change) and the account's id and email as last seen or set."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    account_id: str
+    email: str
 
 
 class TargetState(_Strict):
@@ -216,8 +230,19 @@ class ActivateUser(_Op):
     because: list[str] = Field(default_factory=list)
 
 
+class ChangeEmail(_Op):
+    """The Keycloak user's email changed: the account keeps its id, history and memberships.
+    `email` is the account's current (old) email, `to` the new one."""
+
+    op: Literal["change_email"] = "change_email"
+    email: str
+    to: str
+    because: list[str] = Field(default_factory=list)
+
+
 Operation = Annotated[
-    CreateUser
+    ChangeEmail
+    | CreateUser
     | AddMembership
     | ChangeRole
     | RemoveMembership
@@ -248,6 +273,9 @@ class Plan(BaseModel):
     trigger: Trigger
     operations: list[Operation] = Field(default_factory=list)
     skipped: list[Skipped] = Field(default_factory=list)
+    #: Target accounts in `managed_email_domains` never paired with a Keycloak user and
+    #: whose email no Keycloak user has (full plans only).
+    orphans: list[str] = Field(default_factory=list)
     held: list[Operation] = Field(default_factory=list)
 
     def to_json(self) -> str:

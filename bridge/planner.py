@@ -25,15 +25,17 @@ Rules chosen where the contract is silent:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
 
 from bridge.keys import acts_on
 from bridge.mapping import Mapping
 from bridge.model import (
+    AccountPair,
     ActivateUser,
     AddMembership,
+    ChangeEmail,
     ChangeRole,
     CreateUser,
     DeactivateUser,
@@ -60,6 +62,9 @@ from bridge.resolve import (
 )
 
 NOT_GRANTED = "no mapped group grants this"
+DELETED = "deleted in Keycloak"
+EMAIL_CHANGED = "email changed in Keycloak"
+ORPHAN = "orphan: no Keycloak user has this email"
 LAST_OWNER = "last tenant owner"
 SHARED_EMAIL = "several Keycloak users share this email"
 
@@ -130,6 +135,8 @@ class _Context:
     desired: Callable[[IdpUser], DesiredAccess]
     #: Emails whose first login began and did not finish (bridge.store.first_logins).
     unfinished: frozenset[str] = frozenset()
+    #: Emails of the orphan accounts of this plan (see `_identities`).
+    orphans: frozenset[str] = frozenset()
 
     @cached_property
     def managed_teams(self) -> frozenset[str]:
@@ -362,19 +369,19 @@ def _existing_user(
     return result
 
 
-def _gone_reason(user: IdpUser | None, deleted: bool) -> str | None:
+def _gone_reason(user: IdpUser | None, gone: str | None) -> str | None:
     if user is not None and user.enabled:
         return None
     if user is not None:
         return "disabled in Keycloak"
-    return "deleted in Keycloak" if deleted else None
+    return gone
 
 
 def _plan_email(
     ctx: _Context,
     email: str,
     user: IdpUser | None,
-    deleted: bool,
+    gone_because: str | None,
     current: TargetUser | None,
     actual: dict[MembershipKey, str],
     target_only_known: bool,
@@ -384,9 +391,9 @@ def _plan_email(
         return _skip(email, "protected")
     if user is not None and policy.require_verified_email and not user.email_verified:
         return _skip(email, "email not verified")
-    gone = _gone_reason(user, deleted)
+    gone = _gone_reason(user, gone_because)
     if user is None and gone is None:
-        if target_only_known:
+        if target_only_known and email not in ctx.orphans:
             return _skip(email, "not in Keycloak; left alone")
         return _UserPlan(operations=[], skipped=[])
     if current is None:
@@ -477,6 +484,7 @@ def _protect_last_owner(by_email: dict[str, _UserPlan], target: TargetState) -> 
 
 
 _KIND_ORDER = {
+    "change_email": 0,
     "create_user": 0,
     "activate_user": 1,
     "add_membership": 2,
@@ -523,6 +531,75 @@ def _identity_by_email(
     return found, skipped
 
 
+@dataclass(frozen=True)
+class _Identities:
+    """What the stored pairs (Keycloak id ↔ account) say about the accounts of one plan."""
+
+    #: lower-case email of an account → why its Keycloak user is gone (deleted, email
+    #: changed where the target cannot follow, orphan under remove_access).
+    gone: dict[str, str]
+    #: new lower-case email → the account (under its old email) that takes it.
+    renames: dict[str, TargetUser]
+    orphans: frozenset[str]
+
+
+def _identities(
+    policy: Policy,
+    identity: IdentityView,
+    idp: dict[str, IdpUser],
+    target: TargetState,
+    pairs: Sequence[AccountPair],
+    email_changes: bool,
+    complete: bool,
+) -> _Identities:
+    """Follow the Keycloak id, not the email (SPEC "Identity"):
+
+    - a paired account whose Keycloak user is confirmed deleted (a 404 for the id, or absent
+      from a complete read) is gone, unless a living Keycloak user has its email now;
+    - a paired account whose user's email changed is renamed where the target can, else it
+      is gone (the new email is provisioned at its next login): never two accounts with
+      access for one Keycloak user;
+    - in a complete read, an account never paired whose email no Keycloak user has, in a
+      managed email domain, is an orphan (gone too with orphan_accounts = remove_access).
+    """
+    gone = {e.lower(): DELETED for e in identity.deleted_users}
+    renames: dict[str, TargetUser] = {}
+    by_email = target_users_by_email(target)
+    by_id = {u.id: u for u in target.users}
+    idp_by_id = {u.id: u for u in identity.users}
+    living = {(u.email or "").strip().lower() for u in identity.users} - {""}
+    deleted_ids = set(identity.deleted_ids)
+    for pair in sorted(pairs, key=lambda p: p.user_id):
+        account = by_id.get(pair.account_id)
+        if account is None:
+            continue
+        old = account.email.lower()
+        user = idp_by_id.get(pair.user_id)
+        if user is None:
+            if (pair.user_id in deleted_ids or complete) and old not in living:
+                gone.setdefault(old, DELETED)
+            continue
+        new = (user.email or "").strip().lower()
+        if not new or new == old or new not in idp or old in living or policy.is_protected(old):
+            continue
+        if email_changes and new not in by_email and new not in renames:
+            renames[new] = account
+        else:
+            gone.setdefault(old, f"{EMAIL_CHANGED} (now {new})")
+    orphans: set[str] = set()
+    if complete:
+        paired = {p.account_id for p in pairs}
+        renamed = {a.email.lower() for a in renames.values()}
+        for email, account in by_email.items():
+            if account.id in paired or email in living or email in gone or email in renamed:
+                continue
+            if policy.in_managed_domain(email) and not policy.is_protected(email):
+                orphans.add(email)
+                if policy.orphan_accounts == "remove_access":
+                    gone[email] = ORPHAN
+    return _Identities(gone=gone, renames=renames, orphans=frozenset(orphans))
+
+
 def plan(
     mapping: Mapping,
     policy: Policy,
@@ -533,14 +610,19 @@ def plan(
     unfinished: frozenset[str] = frozenset(),
     *,
     share_desired: bool = True,
+    pairs: Sequence[AccountPair] = (),
+    email_changes: bool = False,
 ) -> Plan:
     """What a sync would do. `scope` None plans for everyone; otherwise for those lower-case emails.
 
     Users outside the scope are not considered at all. In jit mode only a login trigger plans
-    anything. `unfinished`: emails whose first login began and did not finish; in jit mode a
-    login finishes it (adds what it grants and the target lacks). `share_desired` False
-    resolves every user on their own instead of once per combination of groups and roles
-    (the same plan, slower: the reference the memo is tested against).
+    anything (a changed email is followed in both modes). `unfinished`: emails whose first
+    login began and did not finish; in jit mode a login finishes it (adds what it grants and
+    the target lacks). `share_desired` False resolves every user on their own instead of
+    once per combination of groups and roles (the same plan, slower: the reference the memo
+    is tested against). `pairs`: the stored Keycloak id ↔ account pairs for the users in
+    scope (all of them for a full plan); `email_changes`: the target can change an
+    account's email.
     """
     empty = Plan(mode=policy.mode, trigger=trigger)
     if not acts_on(policy.mode, trigger):
@@ -552,7 +634,6 @@ def plan(
 
     idp, skipped = _identity_by_email(identity, wanted, full=scope is None)
 
-    deleted = {e.lower() for e in identity.deleted_users}
     users = target_users_by_email(target)
     memberships = target_memberships(target)
     desired: Callable[[IdpUser], DesiredAccess] = (
@@ -560,19 +641,35 @@ def plan(
         if share_desired
         else partial(desired_access, mapping, policy)
     )
-    ctx = _Context(mapping, policy, _Unreadable.of(mapping, identity), trigger, desired, unfinished)
     target_only_known = identity.complete and scope is None
+    ids = _identities(policy, identity, idp, target, pairs, email_changes, target_only_known)
+    ctx = _Context(
+        mapping,
+        policy,
+        _Unreadable.of(mapping, identity),
+        trigger,
+        desired,
+        unfinished,
+        ids.orphans,
+    )
+    renamed_from = {a.email.lower(): new for new, a in ids.renames.items()}
 
     by_email: dict[str, _UserPlan] = {}
     shared = {s.email for s in skipped}
-    for email in sorted(idp.keys() | deleted | users.keys()):
-        if email in shared or not wanted(email):
+    for email in sorted(idp.keys() | ids.gone.keys() | users.keys()):
+        if email in shared or not wanted(email) or email in renamed_from:
             continue
         current = users.get(email)
+        renamed = ids.renames.get(email)
+        if renamed is not None:
+            current = renamed.model_copy(update={"email": email})
         actual = memberships.get(current.id, {}) if current else {}
         part = _plan_email(
-            ctx, email, idp.get(email), email in deleted, current, actual, target_only_known
+            ctx, email, idp.get(email), ids.gone.get(email), current, actual, target_only_known
         )
+        if renamed is not None:
+            change = ChangeEmail(email=renamed.email.lower(), to=email, because=[EMAIL_CHANGED])
+            part = _UserPlan(operations=[change, *part.operations], skipped=part.skipped)
         if part.operations or part.skipped:  # most users need nothing: keep only the rest
             by_email[email] = part
 
@@ -585,4 +682,5 @@ def plan(
         trigger=trigger,
         operations=sorted(operations, key=operation_order),
         skipped=sorted(skipped, key=lambda s: (s.email, s.reason)),
+        orphans=sorted(e for e in ids.orphans if wanted(e)),
     )

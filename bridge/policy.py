@@ -35,6 +35,8 @@ class Policy(BaseModel):
     avatar_attribute: str = "avatar"
     max_removals: int = Field(default=25, ge=0)
     max_removal_fraction: float = Field(default=0.10, ge=0.0, le=1.0)
+    managed_email_domains: frozenset[str] = frozenset()
+    orphan_accounts: Literal["report", "remove_access"] = "report"
 
     @field_validator("role_precedence")
     @classmethod
@@ -46,5 +48,20 @@ class Policy(BaseModel):
     def _lower_emails(cls, emails: frozenset[str]) -> frozenset[str]:
         return frozenset(e.strip().lower() for e in emails)
 
+    @field_validator("managed_email_domains")
+    @classmethod
+    def _domains(cls, domains: frozenset[str]) -> frozenset[str]:
+        cleaned = {d.strip().lower().removeprefix("@") for d in domains}
+        for domain in sorted(cleaned):
+            if not domain or "@" in domain or " " in domain or "." not in domain:
+                raise ValueError(f"{domain!r} is not an email domain (like example.com)")
+        return frozenset(cleaned)
+
     def is_protected(self, email: str) -> bool:
         return email.lower() in self.protected_users
+
+    def in_managed_domain(self, email: str) -> bool:
+        """Whether an account with this email is the bridge's business when no Keycloak user
+        has it (an orphan); `managed_email_domains` lists domains, compared case-insensitively."""
+        domain = email.rpartition("@")[2].lower()
+        return bool(domain) and domain in self.managed_email_domains

@@ -7,6 +7,7 @@ This is the only path from a trigger to a change in the target. `plan` (and `syn
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,8 +26,23 @@ from bridge.apply import (
 from bridge.gcpause import paused_gc
 from bridge.guard import apply_removal_budget, count_managed_memberships, is_removal
 from bridge.keys import EVERYONE, UserRef
-from bridge.mapping import Mapping
-from bridge.model import CaseGroup, CreateUser, Operation, Plan, TargetState, Team, Trigger
+from bridge.mapping import GroupSelector, Mapping
+from bridge.model import (
+    AccountPair,
+    CaseGroup,
+    ChangeRole,
+    CreateUser,
+    IdentityView,
+    Operation,
+    Plan,
+    RemoveMembership,
+    SetTenantOwner,
+    SetTenantPermissions,
+    TargetState,
+    TargetUser,
+    Team,
+    Trigger,
+)
 from bridge.planner import plan as make_plan
 from bridge.policy import Policy
 from bridge.sources.base import IdentitySource
@@ -38,6 +54,9 @@ if TYPE_CHECKING:  # an offline plan runs without the store (SQLAlchemy, Alembic
 log = logging.getLogger(__name__)
 
 _OPERATION: TypeAdapter[Operation] = TypeAdapter(Operation)
+
+#: How many orphan emails a run's summary (and so `status`) lists; the count is exact.
+ORPHANS_LISTED = 100
 
 
 @dataclass
@@ -69,6 +88,8 @@ class RunReport:
             "operations": len(self.plan.operations),
             "held": len(self.plan.held),
             "skipped": len(self.plan.skipped),
+            "orphans": len(self.plan.orphans),
+            "orphan_emails": self.plan.orphans[:ORPHANS_LISTED],
             "outcomes": counts,
             "error": self.error,
             "unreadable_groups": dict(self.unreadable_groups),
@@ -106,39 +127,85 @@ class Reconciler:
 
     def _plan_user(
         self, ref: UserRef, trigger: Trigger
-    ) -> tuple[Plan, TargetState, dict[str, str], frozenset[str]]:
-        """The plan, the target state it was made from, the unreadable groups, and the emails
-        whose first login began and did not finish (jit only)."""
+    ) -> tuple[Plan, TargetState, dict[str, str], frozenset[str], IdentityView]:
+        """The plan, the target state it was made from, the unreadable groups, the emails
+        whose first login began and did not finish (jit only), and the Keycloak read."""
         mapping = self._mapping()
-        if ref.user_id and not ref.email and self.store is not None:
-            # A deleted Keycloak user can only be found in the target by the email seen last.
-            known = self.store.email_for(ref.user_id)
-            ref = UserRef(user_id=ref.user_id, email=known)
-        identity = self.source.read_user(ref)
-        emails = {u.email.lower() for u in identity.users if u.email}
-        emails |= {e.lower() for e in identity.deleted_users}
-        if ref.email:
-            emails.add(ref.email.lower())
+        identity = self.source.read_user(ref, mapping)
+        ids = [u.id for u in identity.users] + list(identity.deleted_ids)
+        pairs = {p.user_id: p for p in self._pairs_for(ids)}
+        # (email, paired account id) to read in the target. A deleted Keycloak user is found
+        # through the account the store paired with their id (or the email an earlier read
+        # of Keycloak saw), never through an email an event carried.
+        reads: list[tuple[str, str | None]] = []
+        for user in identity.users:
+            pair = pairs.get(user.id)
+            if user.email:
+                reads.append((user.email.lower(), pair.account_id if pair else None))
+            if pair is not None and pair.email != (user.email or "").lower():
+                reads.append((pair.email, pair.account_id))
+        legacy: dict[str, str] = {}  # email → deleted id, for users deleted before pairing
+        for user_id in identity.deleted_ids:
+            pair = pairs.get(user_id)
+            if pair is not None:
+                reads.append((pair.email, pair.account_id))
+            elif self.store is not None and (known := self.store.email_for(user_id)):
+                reads.append((known, None))
+                legacy[known.lower()] = user_id
+        reads += [(e.lower(), None) for e in identity.deleted_users]
+        if ref.email and not ref.user_id:
+            reads.append((ref.email.lower(), None))
         if self.store is not None:
             for user in identity.users:
                 if user.email:
                     self.store.remember_user(user.id, user.email.lower())
-        if not emails:
+        if not reads:
             no_email = [u for u in identity.users if not u.email]
             scope = frozenset({u.username or u.id for u in no_email})
             empty = TargetState(users=[], teams=[])
             plan = make_plan(mapping, self.policy, identity, empty, trigger, scope)
-            return plan, empty, identity.unreadable_groups, frozenset()
-        state = self._read_target_for(sorted(emails), creating=trigger == "login")
+            return plan, empty, identity.unreadable_groups, frozenset(), identity
+        state = self._read_target_for(reads, creating=trigger == "login")
+        found = {u.email.lower(): u for u in state.users}
+        pair_list = list(pairs.values()) + [
+            AccountPair(user_id=user_id, account_id=found[email].id, email=email)
+            for email, user_id in legacy.items()
+            if email in found
+        ]
+        paired_ids = {p.account_id for p in pair_list}
+        emails = {e for e, _ in reads} | {
+            u.email.lower() for u in state.users if u.id in paired_ids
+        }
         self._settle_unknown_writes(state, emails)
         unfinished: frozenset[str] = frozenset()
         if self._tracks_first_logins and trigger == "login":
             assert self.store is not None
             unfinished = frozenset(self.store.unfinished_first_logins(emails))
-        plan = make_plan(
-            mapping, self.policy, identity, state, trigger, frozenset(emails), unfinished
-        )
-        return plan, state, identity.unreadable_groups, unfinished
+
+        def planned(view: IdentityView) -> Plan:
+            return make_plan(
+                mapping,
+                self.policy,
+                view,
+                state,
+                trigger,
+                frozenset(emails),
+                unfinished,
+                pairs=pair_list,
+                email_changes=self.target.supports_email_change,
+            )
+
+        plan = planned(identity)
+        # Fail closed as a full reconcile does: a removal or downgrade whose mapped groups
+        # no longer exist (renamed, deleted) or cannot be read is not planned.
+        suspects = _selectors_behind_removals(mapping, plan)
+        suspects = [s for s in suspects if s.raw not in identity.unreadable_groups]
+        missing = self.source.check_selectors(suspects) if suspects else {}
+        if missing:
+            unreadable = {**identity.unreadable_groups, **missing}
+            identity = identity.model_copy(update={"unreadable_groups": unreadable})
+            plan = planned(identity)
+        return plan, state, identity.unreadable_groups, unfinished, identity
 
     def plan_all(
         self, trigger: Trigger, allow_removals: int | None = None
@@ -147,16 +214,54 @@ class Reconciler:
 
     def _plan_all(
         self, trigger: Trigger, allow_removals: int | None
-    ) -> tuple[Plan, TargetState, dict[str, str]]:
+    ) -> tuple[Plan, TargetState, dict[str, str], IdentityView]:
         mapping = self._mapping()
         with paused_gc():
             identity = self.source.read_all(mapping)
             state = self.target.read_state()
             self._settle_unknown_writes(state, None)
-            plan = make_plan(mapping, self.policy, identity, state, trigger, None)
+            pairs = self.store.all_pairs(self.target.name) if self.store is not None else []
+            plan = make_plan(
+                mapping,
+                self.policy,
+                identity,
+                state,
+                trigger,
+                None,
+                pairs=pairs,
+                email_changes=self.target.supports_email_change,
+            )
             managed = count_managed_memberships(mapping, self.policy, state)
             budgeted = apply_removal_budget(plan, self.policy, managed, allow_removals)
-        return budgeted, state, identity.unreadable_groups
+        return budgeted, state, identity.unreadable_groups, identity
+
+    def _pairs_for(self, user_ids: list[str]) -> list[AccountPair]:
+        if self.store is None or not user_ids:
+            return []
+        return self.store.pairs_for(self.target.name, user_ids)
+
+    def _save_pairs(self, identity: IdentityView | None, accounts: dict[str, TargetUser]) -> None:
+        """Pair every Keycloak user read with the account that has their email once the run
+        is over (created, renamed, or met for the first time)."""
+        if self.store is None or identity is None or self.dry_run:
+            return
+        counts = Counter((u.email or "").lower() for u in identity.users)
+        found = [
+            AccountPair(user_id=u.id, account_id=accounts[email].id, email=email)
+            for u in identity.users
+            if (email := (u.email or "").lower()) and counts[email] == 1 and email in accounts
+        ]
+        if not found:
+            return
+        name = self.target.name
+        known = set(
+            self.store.all_pairs(name)
+            if identity.complete
+            else self.store.pairs_for(name, [p.user_id for p in found])
+        )
+        changed = [p for p in found if p not in known]
+        if changed:
+            self.store.save_pairs(name, changed)
 
     def _settle_unknown_writes(self, state: TargetState, emails: set[str] | None) -> None:
         """Record the outcome of writes whose answer a stopped process never got, from what
@@ -192,21 +297,30 @@ class Reconciler:
         """Only jit needs to know a first login was cut short: enhanced converges anyway."""
         return self.store is not None and self.policy.mode == "jit" and not self.dry_run
 
-    def _read_target_for(self, emails: list[str], *, creating: bool) -> TargetState:
-        """`creating`: a login, whose plan creates a user the read shows absent."""
-        if len(emails) == 1:
-            return self.target.read_user_state(emails[0], creating=creating)
-        states = [self.target.read_user_state(e, creating=creating) for e in emails]
-        users = {u.email.lower(): u for s in states for u in s.users}
+    def _read_target_for(
+        self, reads: list[tuple[str, str | None]], *, creating: bool
+    ) -> TargetState:
+        """`reads`: (email, paired account id); `creating`: a login, whose plan creates a
+        user the read shows absent."""
+        unique: dict[str, str | None] = {}
+        for email, account_id in reads:
+            unique[email] = unique.get(email) or account_id
+        states = [
+            self.target.read_user_state(email, creating=creating, account_id=account_id)
+            for email, account_id in unique.items()
+        ]
+        if len(states) == 1:
+            return states[0]
+        users = {u.id: u for s in states for u in s.users}
         return TargetState(users=list(users.values()), teams=_merge_teams(states))
 
     # -- sync ----------------------------------------------------------------------------
     def sync_user(
         self, ref: UserRef, trigger: Trigger, *, triggered_by: list[str], requested_by: str
     ) -> RunReport:
-        plan, state, unreadable, unfinished = self._plan_user(ref, trigger)
+        plan, state, unreadable, unfinished, identity = self._plan_user(ref, trigger)
         report = self._execute(
-            "user", plan, state, triggered_by, requested_by, unreadable, unfinished
+            "user", plan, state, triggered_by, requested_by, unreadable, unfinished, identity
         )
         appeared = _appeared(report.results)
         if not appeared:
@@ -214,9 +328,11 @@ class Reconciler:
         # The user existed after all (created meanwhile, or a stale list of who exists): what
         # was planned for a new user may be wrong for them, so plan again from a fresh read.
         log.info("run %s: %s already existed; planning again", report.run_id, sorted(appeared))
-        plan, state, unreadable, unfinished = self._plan_user(ref, trigger)
+        plan, state, unreadable, unfinished, identity = self._plan_user(ref, trigger)
         cause = [report.run_id] if report.run_id else triggered_by
-        return self._execute("user", plan, state, cause, requested_by, unreadable, unfinished)
+        return self._execute(
+            "user", plan, state, cause, requested_by, unreadable, unfinished, identity
+        )
 
     def sync_all(
         self,
@@ -226,8 +342,10 @@ class Reconciler:
         requested_by: str,
         allow_removals: int | None = None,
     ) -> RunReport:
-        plan, state, unreadable = self._plan_all(trigger, allow_removals)
-        return self._execute(EVERYONE, plan, state, triggered_by, requested_by, unreadable)
+        plan, state, unreadable, identity = self._plan_all(trigger, allow_removals)
+        return self._execute(
+            EVERYONE, plan, state, triggered_by, requested_by, unreadable, identity=identity
+        )
 
     def approve(self, run_id: str, approved_by: str) -> RunReport:
         """Apply what a held run kept back, as far as a fresh plan still wants it.
@@ -238,7 +356,7 @@ class Reconciler:
         """
         if self.store is None:
             raise RuntimeError("approving a held run needs the state store")
-        fresh, state, unreadable = self._plan_all("reconcile", allow_removals=10**9)
+        fresh, state, unreadable, _ = self._plan_all("reconcile", allow_removals=10**9)
         held = self.store.approve_run(run_id, approved_by)
         wanted = {_identity_of_dict(op) for op in held}
         still = [op for op in fresh.operations if _identity_of(op) in wanted]
@@ -254,6 +372,7 @@ class Reconciler:
         requested_by: str,
         unreadable: dict[str, str],
         unfinished: frozenset[str] = frozenset(),
+        identity: IdentityView | None = None,
     ) -> RunReport:
         run_id = None
         if self.store is not None:
@@ -279,6 +398,7 @@ class Reconciler:
                 [op.model_dump(mode="json", by_alias=True) for op in plan.held],
                 reason=_hold_reason(plan, self.policy, run_id),
             )
+        accounts = {u.email.lower(): u for u in state.users}
         if self.dry_run:
             report = RunReport(run_id, plan, "dry_run", dry_run_results(plan.operations))
         elif not plan.operations:
@@ -329,12 +449,14 @@ class Reconciler:
                 should_stop=self.should_stop,
                 concurrency=self.write_concurrency,
             )
+            accounts = outcome.accounts
             report = RunReport(run_id, plan, _status_of(plan, outcome), outcome.results)
             if outcome.stopped_by is not None:
                 report.error = str(outcome.stopped_by)
             elif outcome.failed:
                 report.error = "; ".join(r.error or "" for r in outcome.failed[:5])
         report.unreadable_groups = dict(unreadable)
+        self._save_pairs(identity, accounts)
         self._finish_first_logins(plan, report.results, unfinished, begun_before)
         if self.store is not None and run_id is not None:
             # Applied operations were audited one by one as they happened (see above).
@@ -415,6 +537,7 @@ def _operation_of(record: AuditRecord) -> Operation | None:
             "remove": before.get("removed", []),
         },
         "update_profile": {"changes": after},
+        "change_email": {"to": after.get("email")},
         "create_user": dict(after),
     }
     fields |= details.get(record.op, {})
@@ -432,6 +555,25 @@ def _planned(plan: Plan) -> dict[str, object]:
         "held": len(plan.held),
         "skipped": len(plan.skipped),
     }
+
+
+def _selectors_behind_removals(mapping: Mapping, plan: Plan) -> list[GroupSelector]:
+    """The mapped selectors that could grant what `plan` takes away (a membership removed or
+    its role changed, the owner flag or a permission revoked): the ones a per-user read must
+    prove still exist before the plan may stand."""
+    keys = {
+        (op.team, op.case_group)
+        for op in plan.operations
+        if isinstance(op, RemoveMembership | ChangeRole)
+    }
+    found = {e.group for e in mapping.entries if (e.team, e.case_group) in keys}
+    if any(isinstance(op, SetTenantOwner) and not op.value for op in plan.operations):
+        found |= set(mapping.tenant_owner_groups)
+    removed = {
+        p for op in plan.operations if isinstance(op, SetTenantPermissions) for p in op.remove
+    }
+    found |= {g.group for g in mapping.tenant_permissions if removed & set(g.permissions)}
+    return sorted(found, key=lambda s: s.raw)
 
 
 def _appeared(results: list[OpResult]) -> set[str]:

@@ -38,6 +38,7 @@ def create_app(ctx: ServiceContext) -> ASGIApp:
             secret=secret,
             mode_provider=ctx.mode,
             metrics=ctx.metrics,
+            realm=ctx.settings.keycloak_realm,
             # Off the event loop, concurrent deliveries share one commit (group commit
             # in the store): 905 durable events/s instead of 145 (bench/README.md).
             sink_in_thread=True,
@@ -119,6 +120,7 @@ def _admin_router(ctx: ServiceContext) -> APIRouter:
             "dependencies": ctx.health.snapshot(),
             "failing": ctx.health.failing(),
             "held_runs": [r.to_json() for r in ctx.store.list_runs(limit=20, status="held")],
+            "orphans": _orphans(ctx.store.list_runs(limit=50)),
             "recent_runs": [r.to_json() for r in ctx.store.list_runs(limit=20)],
         }
 
@@ -215,3 +217,17 @@ async def _json_object(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise HTTPException(400, "body must be a JSON object")
     return body
+
+
+def _orphans(runs: list[Any]) -> dict[str, Any] | None:
+    """What the newest full reconcile that planned found about orphan accounts (target
+    accounts in `managed_email_domains` that no Keycloak user has); None before the first."""
+    for run in runs:
+        summary = run.summary or {}
+        if run.kind == EVERYONE and "orphans" in summary:
+            return {
+                "count": summary["orphans"],
+                "emails": summary.get("orphan_emails", []),
+                "run_id": run.id,
+            }
+    return None

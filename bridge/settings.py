@@ -99,7 +99,7 @@ class Settings(BaseSettings, Policy):
     request_timeout: float = Field(default=15, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("role_precedence", "protected_users", mode="before")
+    @field_validator("role_precedence", "protected_users", "managed_email_domains", mode="before")
     @classmethod
     def _list_from_env(cls, value: Any) -> Any:
         """An environment variable may hold a JSON list or a comma-separated list."""

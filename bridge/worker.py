@@ -167,6 +167,7 @@ class WorkerPool:
             self.health.record_success("keycloak")
         if report is not None and item.key == EVERYONE:
             self.metrics.unreadable_groups.set(len(report.unreadable_groups))
+            self.metrics.orphan_accounts.set(len(report.plan.orphans))
         if report is not None and report.status == "interrupted":
             self.store.release(item, "handed back: its process stopped")
             return
@@ -196,9 +197,9 @@ class WorkerPool:
             return reconciler.sync_all(
                 trigger, triggered_by=causes, requested_by=f"queue:{item.trigger}"
             )
+        # Nothing an event carried decides anything: the key names whom to re-read; an
+        # email hint is never taken as the identity of a user Keycloak does not know.
         ref = UserRef.from_key(item.key)
-        if ref.email is None and item.email_hint:
-            ref = UserRef(user_id=ref.user_id, email=item.email_hint)
         return reconciler.sync_user(
             ref, trigger, triggered_by=causes, requested_by=f"queue:{item.trigger}"
         )

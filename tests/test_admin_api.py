@@ -27,14 +27,14 @@ MANAGERS_MAPPING = {
 #: Realm users with a verified email who are enabled: a full reconcile manages them all.
 ACTIVE_USERS = ("alice", "bob", "carol", "dana", "erin", "frank")
 
-AdminApi = Callable[[dict[str, Any]], tuple[TestClient, Service]]
+AdminApi = Callable[..., tuple[TestClient, Service]]
 
 
 @pytest.fixture
 def admin_api(tmp_path: Path, keycloak: TestKeycloak, tines_fake: TinesFake) -> Iterator[AdminApi]:
     services: list[Service] = []
 
-    def build(mapping: dict[str, Any]) -> tuple[TestClient, Service]:
+    def build(mapping: dict[str, Any], **extra: Any) -> tuple[TestClient, Service]:
         mapping_file = tmp_path / "mapping.json"
         mapping_file.write_text(json.dumps(mapping), encoding="utf-8")
         settings = Settings(
@@ -49,6 +49,7 @@ def admin_api(tmp_path: Path, keycloak: TestKeycloak, tines_fake: TinesFake) -> 
             keycloak_client_secret=keycloak.client_secret,
             admin_token=TOKEN,
             webhook_secret="admin-api-webhook-secret",
+            **extra,
         )
         service = Service.build(settings)
         services.append(service)
@@ -302,6 +303,25 @@ def test_held_run_is_applied_once_when_approved(
     assert len(tines_fake.applied_writes()) == len(ACTIVE_USERS)
     unknown = client.post("/api/v1/runs/no-such-run/approve", headers=AUTH)
     assert unknown.status_code == 404
+
+
+def test_status_and_metrics_show_the_orphans_of_the_last_full_reconcile(
+    admin_api: AdminApi, keycloak_sandbox: KeycloakSandbox, tines_fake: TinesFake
+) -> None:
+    domain = f"{keycloak_sandbox.prefix}.example.org"
+    tines_fake.state.add_user(f"ghost@{domain}")
+    tines_fake.state.add_user("partner@elsewhere.example.net")
+    client, service = admin_api(MANAGERS_MAPPING, managed_email_domains=[domain])
+    assert client.get("/api/v1/status", headers=AUTH).json()["orphans"] is None
+
+    assert client.post("/api/v1/sync", headers=AUTH, json={"all": True}).status_code == 202
+    item = service.context.store.claim("test-worker")
+    assert item is not None
+    service.workers.run_item(item)
+
+    orphans = client.get("/api/v1/status", headers=AUTH).json()["orphans"]
+    assert (orphans["count"], orphans["emails"]) == (1, [f"ghost@{domain}"])
+    assert "jit_bridge_orphan_accounts 1.0" in client.get("/metrics").text
 
 
 def test_audit_refuses_a_time_it_cannot_read(admin_api: AdminApi) -> None:

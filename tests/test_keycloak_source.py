@@ -25,9 +25,25 @@ def mapping_of(*group_names: str) -> Mapping:
     )
 
 
-def test_read_user_by_id_gives_full_group_paths_roles_and_profile(keycloak: TestKeycloak) -> None:
-    source = keycloak.source(mapping_of("client-role:tines/viewer"))
-    view = source.read_user(UserRef(user_id=keycloak.user_id("alice")))
+EVERY_KIND = (
+    "Managers",
+    "Analysts",
+    "/Eng",
+    "/Ops/Tier1",
+    "Auditors",
+    "Administrators",
+    "realm-role:auditor",
+    "realm-role:operator",
+    "client-role:tines/admin",
+    "client-role:tines/viewer",
+)
+
+
+def test_read_user_by_id_gives_mapped_group_paths_roles_and_profile(
+    keycloak: TestKeycloak,
+) -> None:
+    mapping = mapping_of("client-role:tines/viewer", "/Eng", "Managers")
+    view = keycloak.source().read_user(UserRef(user_id=keycloak.user_id("alice")), mapping)
     [alice] = view.users
     assert alice.username == "alice"
     assert alice.email == "alice@example.com"
@@ -35,70 +51,126 @@ def test_read_user_by_id_gives_full_group_paths_roles_and_profile(keycloak: Test
     assert (alice.first_name, alice.last_name) == ("Alice", "Ng")
     assert alice.attributes["avatar"] == ["https://img.example.com/alice.png"]
     assert alice.groups == ["/Eng/SRE", "/Managers"]
-    assert "auditor" not in alice.realm_roles
-    assert view.deleted_users == []
+    assert alice.realm_roles == []
+    assert view.deleted_ids == []
 
 
 def test_read_user_by_email_gives_effective_roles(keycloak: TestKeycloak) -> None:
-    source = keycloak.source(mapping_of("client-role:tines/viewer", "client-role:tines/admin"))
-    [frank] = source.read_user(UserRef(email="FRANK@example.com")).users
+    mapping = mapping_of(
+        "client-role:tines/viewer",
+        "client-role:tines/admin",
+        "realm-role:auditor",
+        "realm-role:operator",
+        "/Ops",
+    )
+    source = keycloak.source()
+    [frank] = source.read_user(UserRef(email="FRANK@example.com"), mapping).users
     assert frank.groups == ["/Ops/Tier1"]
     # auditor only through the composite security-lead; tines/viewer only through /Ops/Tier1
-    assert {"auditor", "security-lead", "operator"} <= set(frank.realm_roles)
+    assert frank.realm_roles == ["auditor", "operator"]
     assert frank.client_roles == {"tines": ["viewer"]}
-    [erin] = source.read_user(UserRef(email="erin@example.com")).users
+    [erin] = source.read_user(UserRef(email="erin@example.com"), mapping).users
     assert "auditor" in erin.realm_roles  # through the group /Auditors
-    [dana] = source.read_user(UserRef(email="dana@example.com")).users
+    [dana] = source.read_user(UserRef(email="dana@example.com"), mapping).users
     assert dana.client_roles == {"tines": ["admin"]}
 
 
-def test_client_roles_are_read_only_for_mapped_clients(keycloak: TestKeycloak) -> None:
-    [dana] = keycloak.source().read_user(UserRef(email="dana@example.com")).users
+def test_client_roles_are_read_whenever_the_mapping_names_them(keycloak: TestKeycloak) -> None:
+    source = keycloak.source()  # nothing configures the source: the mapping is enough
+    [dana] = source.read_user(UserRef(email="dana@example.com"), mapping_of("Managers")).users
     assert dana.client_roles == {}
+    mapping = mapping_of("client-role:tines/admin")
+    [dana] = source.read_user(UserRef(email="dana@example.com"), mapping).users
+    assert dana.client_roles == {"tines": ["admin"]}
+
+
+def test_a_client_role_of_a_missing_client_is_unreadable_on_the_per_user_path(
+    keycloak: TestKeycloak,
+) -> None:
+    mapping = mapping_of("client-role:no-such-client/admin", "Managers")
+    view = keycloak.source().read_user(UserRef(email="alice@example.com"), mapping)
+    assert set(view.unreadable_groups) == {"client-role:no-such-client/admin"}
+    assert view.users[0].groups == ["/Managers"]
 
 
 def test_unverified_and_disabled_users_are_reported_as_such(keycloak: TestKeycloak) -> None:
     source = keycloak.source()
-    [grace] = source.read_user(UserRef(email="grace@example.com")).users
+    mapping = mapping_of("Managers")
+    [grace] = source.read_user(UserRef(email="grace@example.com"), mapping).users
     assert grace.email_verified is False
     assert grace.enabled is True
-    [heidi] = source.read_user(UserRef(email="heidi@example.com")).users
+    [heidi] = source.read_user(UserRef(email="heidi@example.com"), mapping).users
     assert heidi.enabled is False
     assert heidi.groups == ["/Managers"]
 
 
 def test_unknown_email_is_an_empty_view_not_a_deletion(keycloak: TestKeycloak) -> None:
-    view = keycloak.source().read_user(UserRef(email="nobody@example.com"))
+    view = keycloak.source().read_user(UserRef(email="nobody@example.com"), mapping_of("Managers"))
     assert view.users == []
+    assert view.deleted_ids == []
     assert view.deleted_users == []
 
 
-def test_deleted_user_comes_back_in_deleted_users(
+def test_deleted_user_comes_back_by_id_and_no_email_is_taken_from_the_ref(
     keycloak: TestKeycloak, keycloak_sandbox: KeycloakSandbox
 ) -> None:
     username, user_id = keycloak_sandbox.create_user("leaver")
     keycloak.delete_user(username)
-    view = keycloak.source().read_user(UserRef(user_id=user_id, email=f"{username}@example.com"))
+    ref = UserRef(user_id=user_id, email="alice@example.com")
+    view = keycloak.source().read_user(ref, mapping_of("Managers"))
     assert view.users == []
-    assert view.deleted_users == [f"{username}@example.com"]
-    assert keycloak.source().read_user(UserRef(user_id=user_id)).deleted_users == []
+    assert view.deleted_ids == [user_id]
+    assert view.deleted_users == []
 
 
-def test_bulk_read_agrees_with_per_user_reads_for_mapped_groups(keycloak: TestKeycloak) -> None:
-    selectors = ("Managers", "Analysts", "/Eng", "/Ops/Tier1", "Auditors", "Administrators")
-    mapping = mapping_of(*selectors)
-    source = keycloak.source(mapping)
+def test_every_user_reads_the_same_alone_and_in_bulk(keycloak: TestKeycloak) -> None:
+    """One read contract: for every user of the realm, the per-user read (a login) gives
+    exactly what the bulk read (a full reconcile) gives: mapped groups, effective realm
+    roles (composites, groups), client roles (direct and through groups), enabled, verified."""
+    mapping = mapping_of(*EVERY_KIND)
+    source = keycloak.source()
     bulk = source.read_all(mapping)
     assert bulk.complete is True
     assert bulk.unreadable_groups == {}
-    seeded = {"alice", "bob", "carol", "dana", "erin", "frank", "grace", "heidi"}
     by_name = {u.username: u for u in bulk.users}
+    seeded = {"alice", "bob", "carol", "dana", "erin", "frank", "grace", "heidi"}
     assert seeded <= set(by_name)
     assert not any(u.username.startswith("service-account-") for u in bulk.users)
-    for username in seeded:
-        [single] = source.read_user(UserRef(user_id=by_name[username].id)).users
-        assert by_name[username].groups == single.groups, username
+    for user in bulk.users:
+        single = source.read_user(UserRef(user_id=user.id), mapping)
+        assert single.unreadable_groups == {}
+        assert single.users == [user], user.username
+    # The seeded cases the contract is about, read in bulk:
     assert by_name["carol"].groups == ["/Eng/Analysts", "/Eng/SRE/Oncall"]
+    assert by_name["dana"].client_roles == {"tines": ["admin"]}
+    assert by_name["bob"].client_roles == {"tines": ["viewer"]}  # through /Ops/Tier1
+    assert by_name["frank"].realm_roles == ["auditor", "operator"]  # composite security-lead
+    assert by_name["erin"].realm_roles == ["auditor"]  # through /Auditors
+    assert by_name["heidi"].enabled is False
+    assert by_name["grace"].email_verified is False
+
+
+def test_a_composite_client_role_of_another_client_grants_in_bulk_as_alone(
+    keycloak: TestKeycloak, keycloak_sandbox: KeycloakSandbox
+) -> None:
+    admin = keycloak.admin
+    client_id = keycloak_sandbox.name("app")
+    uuid = admin.create_client({"clientId": client_id, "enabled": True}, skip_exists=False)
+    try:
+        admin.create_client_role(uuid, {"name": "ops"}, skip_exists=False)
+        tines = admin.get_client_id("tines")
+        viewer = admin.get_client_role(tines, "viewer")
+        admin.add_composite_client_roles_to_role(uuid, "ops", [viewer])
+        _, user_id = keycloak_sandbox.create_user("composite")
+        admin.assign_client_role(user_id, uuid, [admin.get_client_role(uuid, "ops")])
+        mapping = mapping_of("client-role:tines/viewer")
+        source = keycloak.source()
+        [alone] = source.read_user(UserRef(user_id=user_id), mapping).users
+        [bulk] = [u for u in source.read_all(mapping).users if u.id == user_id]
+        assert alone.client_roles == {"tines": ["viewer"]}
+        assert bulk == alone
+    finally:
+        admin.delete_client(uuid)
 
 
 def test_plain_name_matches_same_name_groups_at_every_depth(keycloak: TestKeycloak) -> None:
@@ -113,7 +185,7 @@ def test_role_selectors_find_holders_directly_through_groups_and_composites(
     keycloak: TestKeycloak,
 ) -> None:
     mapping = mapping_of("realm-role:auditor", "client-role:tines/viewer")
-    view = keycloak.source(mapping).read_all(mapping)
+    view = keycloak.source().read_all(mapping)
     assert view.unreadable_groups == {}
     auditors = {u.username for u in view.users if "auditor" in u.realm_roles}
     viewers = {u.username for u in view.users if u.client_roles.get("tines") == ["viewer"]}
@@ -134,7 +206,7 @@ def test_subgroups_beyond_one_children_page_are_read(
         keycloak.add_to_group(username, path)
         members.append((username, path))
     mapping = mapping_of(parent)
-    view = keycloak.source(mapping, page_size=5).read_all(mapping)
+    view = keycloak.source(page_size=5).read_all(mapping)
     by_name = {u.username: u for u in view.users}
     for username, path in members:
         assert by_name[username].groups == [path]
@@ -150,7 +222,7 @@ def test_members_beyond_one_page_are_read(
         keycloak.add_to_group(username, group)
         names.append(username)
     mapping = mapping_of(group)
-    source = keycloak.source(mapping, page_size=3)
+    source = keycloak.source(page_size=3)
     view = source.read_all(mapping)
     assert {u.username for u in view.users if u.groups == [group]} == set(names)
 
@@ -160,18 +232,19 @@ def test_membership_changes_are_seen_on_the_next_read(
 ) -> None:
     username, user_id = keycloak_sandbox.create_user("mover")
     source = keycloak.source()
+    mapping = mapping_of("/Ops")
     keycloak.add_to_group(username, "/Ops/Tier1")
-    assert source.read_user(UserRef(user_id=user_id)).users[0].groups == ["/Ops/Tier1"]
+    assert source.read_user(UserRef(user_id=user_id), mapping).users[0].groups == ["/Ops/Tier1"]
     keycloak.remove_from_group(username, "/Ops/Tier1")
     keycloak.set_enabled(username, False)
-    [user] = source.read_user(UserRef(user_id=user_id)).users
+    [user] = source.read_user(UserRef(user_id=user_id), mapping).users
     assert user.groups == []
     assert user.enabled is False
 
 
 def test_missing_group_is_unreadable_and_the_rest_is_read(keycloak: TestKeycloak) -> None:
     mapping = mapping_of("/Eng/Gone", "NoSuchGroup", "Managers", "realm-role:no-such-role")
-    view = keycloak.source(mapping).read_all(mapping)
+    view = keycloak.source().read_all(mapping)
     assert set(view.unreadable_groups) == {"/Eng/Gone", "NoSuchGroup", "realm-role:no-such-role"}
     assert "/Eng/Gone" in view.unreadable_groups["/Eng/Gone"]
     assert {u.username for u in view.users if u.groups == ["/Managers"]} >= {"alice", "heidi"}
@@ -182,12 +255,12 @@ def test_bulk_read_cost_grows_with_groups_not_users(
     keycloak: TestKeycloak, keycloak_sandbox: KeycloakSandbox
 ) -> None:
     mapping = mapping_of("Managers", "/Eng")
-    before = keycloak.source(mapping)
+    before = keycloak.source()
     before.read_all(mapping)
     for n in range(15):
         username, _ = keycloak_sandbox.create_user(f"manager{n:02d}")
         keycloak.add_to_group(username, "/Managers")
-    after = keycloak.source(mapping)
+    after = keycloak.source()
     view = after.read_all(mapping)
     assert len([u for u in view.users if "/Managers" in u.groups]) == 17
     assert after.stats.requests == before.stats.requests
@@ -196,7 +269,7 @@ def test_bulk_read_cost_grows_with_groups_not_users(
 def test_unreachable_keycloak_raises_source_error(keycloak: TestKeycloak) -> None:
     source = keycloak.source(server_url="http://127.0.0.1:9", timeout=2)
     with pytest.raises(SourceError, match="cannot reach Keycloak"):
-        source.read_user(UserRef(email="alice@example.com"))
+        source.read_user(UserRef(email="alice@example.com"), mapping_of("Managers"))
     with pytest.raises(SourceError):
         source.read_all(mapping_of("Managers"))
 

@@ -59,7 +59,7 @@ class World:
         return Reconciler(
             policy=Policy(mode="enhanced"),
             mapping=lambda: mapping,
-            source=self.keycloak.source(mapping, server_url=self.proxy.url, timeout=1),
+            source=self.keycloak.source(server_url=self.proxy.url, timeout=1),
             target=TinesTarget(self.tines.url, self.tines.api_key),
             store=self.store,
         )

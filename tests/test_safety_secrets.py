@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bridge.keys import UserRef
+from bridge.mapping import Mapping
 from bridge.settings import load_settings
 from bridge.sources.base import SourceError
 from bridge.sources.keycloak import KeycloakSource
@@ -195,9 +196,11 @@ def test_a_self_signed_keycloak_is_refused_unless_verification_is_off(
 ) -> None:
     proxy = faulty_proxy(keycloak.url, tls=self_signed(tmp_path))
     with pytest.raises(SourceError, match=r"(?i)certificate|ssl"):
-        keycloak.source(server_url=proxy.url).read_user(UserRef(email="alice@example.com"))
+        keycloak.source(server_url=proxy.url).read_user(
+            UserRef(email="alice@example.com"), Mapping(entries=())
+        )
     view = keycloak.source(server_url=proxy.url, verify_tls=False).read_user(
-        UserRef(email="alice@example.com")
+        UserRef(email="alice@example.com"), Mapping(entries=())
     )
     assert [u.username for u in view.users] == ["alice"]
 

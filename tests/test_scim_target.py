@@ -618,3 +618,28 @@ def test_ping_is_one_read_and_refuses_a_wrong_token(scim_server: ScimServer) -> 
     bad = ScimTarget(scim_server.url, "wrong-token-value", sleep=lambda _seconds: None)
     with pytest.raises(UnauthorizedError):
         bad.ping()
+
+
+def test_an_email_change_keeps_the_account_and_its_groups(
+    target: ScimTarget, scim_server: ScimServer
+) -> None:
+    user = target.create_user("gina@example.com", "Gina", "Ng", None)
+    target.add_membership(user, "Analytics", None, "EDITOR")
+
+    changed = target.change_email(user, "gina.ng@example.com")
+
+    assert changed.id == user.id
+    assert raw(scim_server, f"/Users/{user.id}")["userName"] == "gina.ng@example.com"
+    assert [e["value"] for e in raw(scim_server, f"/Users/{user.id}")["emails"]] == [
+        "gina.ng@example.com"
+    ]
+    state = target.read_user_state("gina.ng@example.com")
+    assert [u.id for u in state.users] == [user.id]
+    assert {t.name: [m.role for m in t.members] for t in state.teams} == {"Analytics": ["EDITOR"]}
+    assert target.read_user_state("gina@example.com").users == []
+
+
+def test_a_paired_account_is_read_by_its_id_when_the_email_misses(target: ScimTarget) -> None:
+    user = target.create_user("hal@example.com", "Hal", None, None)
+    state = target.read_user_state("hal.new@example.com", account_id=user.id)
+    assert [(u.id, u.email) for u in state.users] == [(user.id, "hal@example.com")]

@@ -211,7 +211,9 @@ class CountingMetrics:
 class Bridge:
     """The webhook mounted in an app, with its queue, clock, mode and metrics in reach."""
 
-    def __init__(self, *, sink_in_thread: bool = False, fast_path: bool = False) -> None:
+    def __init__(
+        self, *, sink_in_thread: bool = False, fast_path: bool = False, realm: str | None = None
+    ) -> None:
         self.queue = FakeQueue()
         self.clock = Clock()
         self.mode: Mode = "enhanced"
@@ -222,6 +224,7 @@ class Bridge:
             "clock": self.clock,
             "metrics": self.metrics,
             "sink_in_thread": sink_in_thread,
+            "realm": realm,
         }
         app = FastAPI()
         if fast_path:
@@ -259,6 +262,52 @@ class Bridge:
 def bridge(request: pytest.FixtureRequest) -> Bridge:
     in_thread, fast_path = request.param
     return Bridge(sink_in_thread=in_thread, fast_path=fast_path)
+
+
+def phasetwo_membership(realm_name: str, **overrides: Any) -> dict[str, Any]:
+    """A signed-format Phase Two admin event (reference/keycloak.md §5.1), as the real jar
+    sends it: `realmName` is the realm's name, `authDetails.realmId` the acting admin's."""
+    return {
+        "uid": "delivery-9",
+        "id": f"kc-{realm_name}-1",
+        "time": 1767225600123,
+        "type": "admin.GROUP_MEMBERSHIP-CREATE",
+        "realmId": f"id-of-{realm_name}",
+        "realmName": realm_name,
+        "authDetails": {"realmId": "master", "userId": "admin-1"},
+        "details": {"email": "alice@example.com", "username": "alice"},
+        "resourceType": "GROUP_MEMBERSHIP",
+        "operationType": "CREATE",
+        "resourcePath": f"users/{USER_ID}/groups/{GROUP_ID}",
+        **overrides,
+    }
+
+
+@pytest.mark.parametrize("fast_path", [False, True], ids=["router", "fast-path"])
+def test_an_event_for_another_realm_is_ignored_in_both_formats(fast_path: bool) -> None:
+    bridge = Bridge(sink_in_thread=True, fast_path=fast_path, realm="jit-bridge")
+    foreign = [
+        bridge.post_listener(listener_body(realm="p2other")),
+        bridge.post_listener(
+            listener_admin_body(
+                "GROUP_MEMBERSHIP", "CREATE", f"users/{USER_ID}/groups/{GROUP_ID}", realm="p2other"
+            )
+        ),
+        bridge.post_phasetwo(phasetwo_membership("p2other")),
+        # No realmName: the realm id decides, and it is not this realm's.
+        bridge.post_phasetwo(
+            {k: v for k, v in phasetwo_membership("p2other").items() if k != "realmName"}
+        ),
+    ]
+    for response in foreign:
+        assert response.status_code == 202
+        assert response.json()["ignored"] is True
+    assert bridge.queue.entries == {}
+
+    own = bridge.post_phasetwo(phasetwo_membership("jit-bridge"))
+    assert own.status_code == 202
+    assert own.json() == {"queued": 1, "merged": 0}
+    assert set(bridge.queue.entries) == {f"id:{USER_ID}"}
 
 
 def test_the_fast_path_leaves_every_other_request_to_the_app() -> None:

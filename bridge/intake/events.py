@@ -282,12 +282,11 @@ def parse_phasetwo_event(body: Any) -> KeycloakEvent:
     time_ms = _time_ms(raw, "time")
     auth = _optional_object(raw, "authDetails")
     details = _string_map(raw, "details")
-    realm = (
-        _optional_str(raw, "realmName")
-        or _optional_str(raw, "realmId")
-        or _optional_str(auth, "realmId", "authDetails.")
-        or ""
-    )
+    # The realm's name: `realmName` (Phase Two always sends it), else `realmId` (an id, equal
+    # to the name only when the realm was imported so). Not `authDetails.realmId`: for an
+    # admin event that is the acting admin's realm (often master), not the event's.
+    realm = _optional_str(raw, "realmName") or _optional_str(raw, "realmId") or ""
+    _optional_str(auth, "realmId", "authDetails.")
     prefix, _, name = full_type.partition(".")
     if not name:
         raise EventError("type", "must look like 'access.LOGIN' or 'admin.USER-UPDATE'")

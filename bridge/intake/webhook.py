@@ -76,6 +76,7 @@ def webhook_handler(
     clock: Callable[[], float] = time.time,
     metrics: IntakeMetrics | None = None,
     sink_in_thread: bool = False,
+    realm: str | None = None,
 ) -> Callable[[Request], Awaitable[Response]]:
     """The endpoint itself, for `webhook_router` and `WebhookFastPath` alike.
 
@@ -83,17 +84,23 @@ def webhook_handler(
     A sink that waits, on an fsync (SQLite with `synchronous=FULL`) or on the network
     (PostgreSQL), should pass `sink_in_thread=True`: concurrent requests then wait in
     parallel and the store's group commit puts them in one transaction.
+
+    `realm` (`keycloak_realm`): an event naming any other realm is ignored (202
+    `{"ignored": true}`), whatever it says about users; None accepts every realm.
     """
     if not secret:
         raise ValueError("webhook_secret is empty: set JIT_BRIDGE_WEBHOOK_SECRET (or _FILE)")
     # A plain executor: anyio's thread hop costs about a tenth of a delivery's CPU.
     enqueue_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="webhook-enqueue")
 
+    def in_realm(named: str) -> bool:
+        return realm is None or named == realm
+
     async def receive_keycloak_event(request: Request) -> Response:
         try:
             body = await _read_body(request)
             source, event = _authenticated_event(request, body, secret, clock)
-            triggers = triggers_for(event, mode_provider())
+            triggers = triggers_for(event, mode_provider()) if in_realm(event.realm) else []
         except _RefusedError as refused:
             return _refuse(refused, metrics)
         except EventError as error:
@@ -128,6 +135,7 @@ def webhook_router(
     clock: Callable[[], float] = time.time,
     metrics: IntakeMetrics | None = None,
     sink_in_thread: bool = False,
+    realm: str | None = None,
 ) -> APIRouter:
     """The router serving `POST /webhooks/keycloak`. `mode_provider` is asked on each request
     so a settings reload takes effect without rebuilding the app."""
@@ -138,6 +146,7 @@ def webhook_router(
         clock=clock,
         metrics=metrics,
         sink_in_thread=sink_in_thread,
+        realm=realm,
     )
     router = APIRouter()
     router.add_api_route(

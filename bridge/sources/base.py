@@ -9,9 +9,10 @@ a bulk read that fails for some mapped groups reports them in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from bridge.keys import UserRef
-from bridge.mapping import Mapping
+from bridge.mapping import GroupSelector, Mapping
 from bridge.model import IdentityView, IdpSnapshot
 
 
@@ -21,13 +22,20 @@ class SourceError(Exception):
 
 class IdentitySource(ABC):
     @abstractmethod
-    def read_user(self, ref: UserRef) -> IdentityView:
-        """One user's state. A user the IdP confirms does not exist comes back in
-        `deleted_users` (when their email is known) or as an empty view."""
+    def read_user(self, ref: UserRef, mapping: Mapping) -> IdentityView:
+        """One user's state, as `read_all(mapping)` would give it. A user id the IdP confirms
+        does not exist comes back in `deleted_ids`; an unknown email as an empty view."""
 
     @abstractmethod
     def read_all(self, mapping: Mapping) -> IdentityView:
         """Every user of the realm with their memberships of the mapped groups, in bulk."""
+
+    def check_selectors(self, selectors: Sequence[GroupSelector]) -> dict[str, str]:
+        """Which of `selectors` no longer exist or cannot be read, with the reason (by
+        `selector.raw`). A per-user read asks this before it removes what they could grant,
+        so a renamed or deleted mapped group removes nothing on any path. A snapshot is
+        complete by definition: nothing is missing."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -40,9 +48,9 @@ class SnapshotSource(IdentitySource):
     def __init__(self, snapshot: IdpSnapshot) -> None:
         self._snapshot = snapshot
 
-    def read_user(self, ref: UserRef) -> IdentityView:
+    def read_user(self, ref: UserRef, mapping: Mapping) -> IdentityView:
         users = [
-            u
+            mapping.project(u)
             for u in self._snapshot.users
             if (ref.user_id and u.id == ref.user_id)
             or (ref.email and u.email and u.email.lower() == ref.email.lower())
@@ -50,4 +58,5 @@ class SnapshotSource(IdentitySource):
         return IdentityView(users=users, complete=False)
 
     def read_all(self, mapping: Mapping) -> IdentityView:
-        return IdentityView(users=list(self._snapshot.users), complete=True)
+        users = [mapping.project(u) for u in self._snapshot.users]
+        return IdentityView(users=users, complete=True)

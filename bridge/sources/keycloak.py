@@ -11,25 +11,27 @@ selectors need `view-organizations` (Keycloak 26.7; see `keycloak_organizations`
 Costs, so a full reconcile stays cheap on large realms (docs/design.md: Flow, Performance):
 - `read_all`: users / page_size requests for the user list, plus per selector: one search
   (name) or lookup (path), one children page per group that has subgroups, and one members
-  page per group per page_size members. Role selectors add the listing of realm roles (and
-  the client's roles), one composites request per composite role, and holders/groups pages.
+  page per group per page_size members. Role selectors add, once per read, the listing of
+  realm roles, of the clients and of each client's roles, and one composites request per
+  composite role; then per selector its holders/groups pages.
   A group reached by several selectors (a department and its mapped subgroups) has its
   members read once. Nothing is requested per user. Selectors are read `read_concurrency`
   at a time (default 8), since a full reconcile's time is mostly waiting for answers.
 - `read_user`: the user, their groups (paged), effective realm roles, and effective client
-  roles only for the clients that client-role selectors of `mapping` name.
+  roles for every client that a client-role selector of the mapping names.
 
-What role selectors cover in `read_all`: users holding the role directly, through a group
-holding it (including every descendant group's members), and through a composite role
-(realm roles, or roles of the same client) that includes it, transitively. Not covered:
-composite roles defined on *other* clients that include it; a user who holds the role only
-that way is found by `read_user` but not by `read_all`.
+One read contract: `read_user(ref, mapping)` and `read_all(mapping)` return the same user,
+both cut down to what the mapping can see (`Mapping.project`): direct groups inside a mapped
+group's subtree, and the mapped realm and client roles the user holds, directly, through a
+group (and its ancestors' role mappings, as Keycloak computes effective roles), or through a
+composite role of the realm or of any client, transitively. A login therefore never plans
+what the next full reconcile undoes.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -82,8 +84,7 @@ class _Membership:
 
 
 class KeycloakSource(IdentitySource):
-    """Reads one realm. `mapping` limits per-user client-role reads to the clients its
-    client-role selectors name (assign `source.mapping` when the mapping changes)."""
+    """Reads one realm."""
 
     def __init__(
         self,
@@ -94,14 +95,12 @@ class KeycloakSource(IdentitySource):
         verify_tls: bool = True,
         timeout: float = 10,
         *,
-        mapping: Mapping | None = None,
         page_size: int = 500,
         read_concurrency: int = 8,
     ) -> None:
         self.server_url = server_url.rstrip("/")
         self.realm = realm
         self.client_id = client_id
-        self.mapping = mapping
         self.page_size = page_size
         self.read_concurrency = max(1, read_concurrency)
         self.stats = ReadStats()
@@ -184,12 +183,12 @@ class KeycloakSource(IdentitySource):
     # ----------------------------------------------------------------------------------
     # One user
 
-    def read_user(self, ref: UserRef) -> IdentityView:
+    def read_user(self, ref: UserRef, mapping: Mapping) -> IdentityView:
         if ref.user_id:
             try:
                 user = self._get(f"users/{quote(ref.user_id, safe='')}")
             except _NotFoundError:
-                return IdentityView(deleted_users=[ref.email] if ref.email else [])
+                return IdentityView(deleted_ids=[ref.user_id])
             if not isinstance(user, dict):
                 raise SourceError(f"GET users/{ref.user_id}: expected a user object")
         else:
@@ -205,11 +204,11 @@ class KeycloakSource(IdentitySource):
                 return IdentityView()
             user = found[0]
         try:
-            return self._read_user_details(user)
+            return self._read_user_details(user, mapping)
         except _NotFoundError:  # deleted between the two reads
-            return IdentityView(deleted_users=[ref.email] if ref.email else [])
+            return IdentityView(deleted_ids=[str(user["id"])])
 
-    def _read_user_details(self, user: Json) -> IdentityView:
+    def _read_user_details(self, user: Json, mapping: Mapping) -> IdentityView:
         user_id = quote(str(user["id"]), safe="")
         groups = [
             str(g["path"])
@@ -220,39 +219,32 @@ class KeycloakSource(IdentitySource):
         ]
         client_roles: dict[str, list[str]] = {}
         unreadable: dict[str, str] = {}
+        failed: dict[str, str] = {}  # client → why its roles cannot be read
         read_clients: set[str] = set()
-        for selector in self._client_role_selectors():
+        for selector in _client_role_selectors(mapping):
             client = selector.client or ""
+            if client in failed:
+                unreadable[selector.raw] = failed[client]
+                continue
             if client in read_clients:
                 continue
             try:
                 uuid = self._client_uuid(client)
             except _SelectorUnreadableError as exc:
-                unreadable[selector.raw] = str(exc)
+                failed[client] = unreadable[selector.raw] = str(exc)
                 continue
             read_clients.add(client)
             path = f"users/{user_id}/role-mappings/clients/{uuid}/composite"
             names = [str(r["name"]) for r in self._get_list(path)]
             if names:
                 client_roles[client] = sorted(names)
-        selectors = organization_selectors(self.mapping.selectors()) if self.mapping else []
+        selectors = organization_selectors(mapping.selectors())
         organizations, org_unreadable = self._organizations.of_user(str(user["id"]), selectors)
         unreadable.update(org_unreadable)
-        profile = _profile(user, groups=sorted(groups), realm_roles=sorted(realm_roles))
-        return IdentityView(
-            users=[
-                profile.model_copy(
-                    update={"client_roles": client_roles, "organizations": organizations}
-                )
-            ],
-            unreadable_groups=unreadable,
-        )
-
-    def _client_role_selectors(self) -> list[GroupSelector]:
-        if self.mapping is None:
-            return []
-        chosen = (s for s in self.mapping.selectors() if s.kind == "client_role")
-        return sorted(chosen, key=lambda s: s.raw)
+        profile = _profile(
+            user, groups=sorted(groups), realm_roles=sorted(realm_roles), client_roles=client_roles
+        ).model_copy(update={"organizations": organizations})
+        return IdentityView(users=[mapping.project(profile)], unreadable_groups=unreadable)
 
     def _client_uuid(self, client_id: str) -> str:
         """The internal id of a client, which role URLs need (view-clients)."""
@@ -272,6 +264,36 @@ class KeycloakSource(IdentitySource):
             )
         return uuid
 
+    def check_selectors(self, selectors: Sequence[GroupSelector]) -> dict[str, str]:
+        """One lookup per selector: the group by path, groups by exact name, the role."""
+        missing: dict[str, str] = {}
+        for selector in selectors:
+            try:
+                self._check_selector(selector)
+            except (_SelectorUnreadableError, SourceError) as exc:
+                missing[selector.raw] = str(exc)
+            except _NotFoundError as exc:
+                missing[selector.raw] = f"not found: {exc}"
+        return missing
+
+    def _check_selector(self, selector: GroupSelector) -> None:
+        if selector.kind in ORGANIZATION_KINDS:
+            return  # the per-user organization read already proves them (fail closed there)
+        if selector.kind in ("name", "path"):
+            self._groups_for(selector)
+            return
+        if selector.kind == "client_role":
+            uuid = self._client_uuid(selector.client or "")
+            path = f"clients/{quote(uuid, safe='')}/roles/{quote(selector.name, safe='')}"
+        else:
+            path = f"roles/{quote(selector.name, safe='')}"
+        try:
+            self._get(path)
+        except _NotFoundError:
+            raise _SelectorUnreadableError(
+                f"role {selector.raw.partition(':')[2]} does not exist"
+            ) from None
+
     # ----------------------------------------------------------------------------------
     # Everyone, in bulk
 
@@ -284,10 +306,11 @@ class KeycloakSource(IdentitySource):
         selectors = sorted(mapping.selectors(), key=lambda s: s.raw)
         members_of: dict[str, list[str]] = {}  # group id → member ids, for this read only
         organization_ids = self._organization_ids_or_why(selectors)
+        graph = _LazyRoleGraph()
         with ThreadPoolExecutor(self.read_concurrency, thread_name_prefix="keycloak") as pool:
             outcomes = list(
                 pool.map(
-                    lambda s: self._read_selector_or_why(s, members_of, organization_ids),
+                    lambda s: self._read_selector_or_why(s, members_of, organization_ids, graph),
                     selectors,
                 )
             )
@@ -307,16 +330,18 @@ class KeycloakSource(IdentitySource):
                 for alias, paths in by_alias.items():
                     organizations.setdefault(user_id, {}).setdefault(alias, set()).update(paths)
         read = [
-            _profile(
-                u,
-                groups=sorted(groups.get(u["id"], ())),
-                realm_roles=sorted(realm_roles.get(u["id"], ())),
-                client_roles={
-                    c: sorted(r) for c, r in sorted(client_roles.get(u["id"], {}).items())
-                },
-                organizations={
-                    a: sorted(p) for a, p in sorted(organizations.get(u["id"], {}).items())
-                },
+            mapping.project(
+                _profile(
+                    u,
+                    groups=sorted(groups.get(u["id"], ())),
+                    realm_roles=sorted(realm_roles.get(u["id"], ())),
+                    client_roles={
+                        c: sorted(r) for c, r in sorted(client_roles.get(u["id"], {}).items())
+                    },
+                    organizations={
+                        a: sorted(p) for a, p in sorted(organizations.get(u["id"], {}).items())
+                    },
+                )
             )
             for u in users
             if not u.get("serviceAccountClientId")
@@ -338,10 +363,11 @@ class KeycloakSource(IdentitySource):
         selector: GroupSelector,
         members_of: dict[str, list[str]],
         organization_ids: dict[str, str] | str,
+        graph: _LazyRoleGraph,
     ) -> _Membership | str:
         """What the selector grants, or why it could not be read completely."""
         try:
-            return self._read_selector(selector, members_of, organization_ids)
+            return self._read_selector(selector, members_of, organization_ids, graph)
         except (_SelectorUnreadableError, SourceError) as exc:
             return str(exc)
         except _NotFoundError as exc:
@@ -352,6 +378,7 @@ class KeycloakSource(IdentitySource):
         selector: GroupSelector,
         members_of: dict[str, list[str]],
         organization_ids: dict[str, str] | str,
+        graph: _LazyRoleGraph,
     ) -> _Membership:
         found = _Membership(groups={}, realm_roles={}, client_roles={})
         if selector.kind in ORGANIZATION_KINDS:
@@ -364,7 +391,7 @@ class KeycloakSource(IdentitySource):
             for group in roots:
                 self._collect_members(group, found.groups, members_of)
             return found
-        holders = self._role_holders(selector, members_of)
+        holders = self._role_holders(selector, graph, members_of)
         for user_id in holders:
             if selector.kind == "realm_role":
                 found.realm_roles.setdefault(user_id, set()).add(selector.name)
@@ -436,40 +463,34 @@ class KeycloakSource(IdentitySource):
 
     # Roles
 
-    def _role_holders(self, selector: GroupSelector, members_of: dict[str, list[str]]) -> set[str]:
+    def _role_holders(
+        self, selector: GroupSelector, graph: _LazyRoleGraph, members_of: dict[str, list[str]]
+    ) -> set[str]:
         """Users holding the role directly, through groups, or through composites."""
-        realm_roles = self._roles("roles")
-        containers = [("roles", realm_roles)]
+        roles = graph.get(self)
         if selector.kind == "client_role":
-            uuid = self._client_uuid(selector.client or "")
-            containers.append((f"clients/{uuid}/roles", self._roles(f"clients/{uuid}/roles")))
+            uuid = roles.client_uuids.get(selector.client or "")
+            if uuid is None:
+                raise _SelectorUnreadableError(
+                    f"client '{selector.client}' does not exist in realm '{self.realm}'"
+                )
             wanted = f"{uuid}:{selector.name}"
         else:
             wanted = f":{selector.name}"
-        known = {_role_key(r) for _, roles in containers for r in roles}
-        if wanted not in known:
+        if wanted not in roles.by_key:
             raise _SelectorUnreadableError(f"role {selector.raw.partition(':')[2]} does not exist")
         # Composite parents, transitively: a role that includes the wanted role grants it.
-        includes: dict[str, set[str]] = {}
-        by_key: dict[str, tuple[str, Json]] = {}
-        for container, roles in containers:
-            for role in roles:
-                by_key[_role_key(role)] = (container, role)
-                if role.get("composite"):
-                    rid = quote(str(role["id"]), safe="")
-                    included = self._get_list(f"roles-by-id/{rid}/composites")
-                    includes[_role_key(role)] = {_role_key(c) for c in included}
         granting = {wanted}
         changed = True
         while changed:
             changed = False
-            for parent, children in includes.items():
+            for parent, children in roles.includes.items():
                 if parent not in granting and children & granting:
                     granting.add(parent)
                     changed = True
         holders: set[str] = set()
         for key in sorted(granting):
-            container, role = by_key[key]
+            container, role = roles.by_key[key]
             name = quote(str(role["name"]), safe="")
             holders.update(str(u["id"]) for u in self._pages(f"{container}/{name}/users"))
             for group in self._pages(f"{container}/{name}/groups", briefRepresentation="true"):
@@ -478,11 +499,65 @@ class KeycloakSource(IdentitySource):
                 holders.update(members)
         return holders
 
+    def _read_role_graph(self) -> _RoleGraph:
+        """Every role of the realm and of every client, and what each composite includes:
+        a composite of any client may include the role a selector names."""
+        containers = [("roles", self._roles("roles"))]
+        client_uuids: dict[str, str] = {}
+        for client in self._pages("clients", briefRepresentation="true"):
+            uuid = str(client["id"])
+            client_uuids[str(client.get("clientId", ""))] = uuid
+            path = f"clients/{quote(uuid, safe='')}/roles"
+            containers.append((path, self._roles(path)))
+        by_key: dict[str, tuple[str, Json]] = {}
+        includes: dict[str, set[str]] = {}
+        for container, roles in containers:
+            for role in roles:
+                by_key[_role_key(role)] = (container, role)
+                if role.get("composite"):
+                    rid = quote(str(role["id"]), safe="")
+                    included = self._get_list(f"roles-by-id/{rid}/composites")
+                    includes[_role_key(role)] = {_role_key(c) for c in included}
+        return _RoleGraph(client_uuids=client_uuids, by_key=by_key, includes=includes)
+
     def _roles(self, path: str) -> list[Json]:
         try:
             return list(self._pages(path, briefRepresentation="true"))
         except _NotFoundError:
             raise _SelectorUnreadableError(f"cannot list roles at {path}") from None
+
+
+@dataclass(frozen=True)
+class _RoleGraph:
+    client_uuids: dict[str, str]  # clientId → internal id
+    by_key: dict[str, tuple[str, Json]]  # role key → (container path, role)
+    includes: dict[str, set[str]]  # composite role key → keys it includes
+
+
+class _LazyRoleGraph:
+    """The role graph of one bulk read, read once, on first use, by whichever thread asks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._graph: _RoleGraph | None = None
+        self._error: str | None = None
+
+    def get(self, source: KeycloakSource) -> _RoleGraph:
+        with self._lock:
+            if self._graph is None and self._error is None:
+                try:
+                    self._graph = source._read_role_graph()
+                except (_SelectorUnreadableError, SourceError, _NotFoundError) as exc:
+                    self._error = f"cannot read the realm's roles: {exc}"
+            if self._error is not None:
+                raise _SelectorUnreadableError(self._error)
+            assert self._graph is not None
+            return self._graph
+
+
+def _client_role_selectors(mapping: Mapping) -> list[GroupSelector]:
+    chosen = (s for s in mapping.selectors() if s.kind == "client_role")
+    return sorted(chosen, key=lambda s: s.raw)
 
 
 def _role_key(role: Json) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.keys import EnqueueResult, TriggerKind
+from bridge.model import AccountPair
 from bridge.store import (
     audit,
     cursors,
@@ -27,6 +28,7 @@ from bridge.store import (
     known_users,
     leases,
     mappings,
+    pairs,
     queue,
     runs,
     schema,
@@ -231,6 +233,23 @@ class Store:
     def email_for(self, user_id: str) -> str | None:
         with read_transaction(self._engine) as connection:
             return known_users.email_for(connection, user_id)
+
+    # -- identity pairs ---------------------------------------------------------------------
+
+    def all_pairs(self, target: str) -> list[AccountPair]:
+        """Every Keycloak id ↔ account pair stored for a target kind (`tines`, `scim`)."""
+        with read_transaction(self._engine) as connection:
+            return pairs.all_pairs(connection, target)
+
+    def pairs_for(self, target: str, user_ids: Iterable[str]) -> list[AccountPair]:
+        with read_transaction(self._engine) as connection:
+            return pairs.pairs_for(connection, target, user_ids)
+
+    def save_pairs(self, target: str, found: Iterable[AccountPair]) -> int:
+        """Pair each Keycloak id with its account (an account keeps one pair); returns how
+        many pairs were new or changed."""
+        with write_transaction(self._engine) as connection:
+            return pairs.save(connection, self._clock(), target, found)
 
     # -- first logins -----------------------------------------------------------------------
 

@@ -89,6 +89,19 @@ known_users = Table(
     Column("updated_at", Double, nullable=False),
 )
 
+# Keycloak user id ↔ target account (id and email): the Keycloak id is a user's identity, so
+# an email change or a deletion reaches the account the bridge created or first met for them.
+identity_pairs = Table(
+    "identity_pairs",
+    metadata,
+    Column("target", String(40), primary_key=True),
+    Column("user_id", String(100), primary_key=True),
+    Column("account_id", String(200), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Index("ix_identity_pairs_account", "target", "account_id"),
+)
+
 # Append-only: the code never updates or deletes a row.
 audit_log = Table(
     "audit_log",

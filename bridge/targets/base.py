@@ -104,6 +104,9 @@ class Target(ABC):
     #: True when `add_memberships` sends many additions in one request: a run then makes
     #: every user's additions together (after the creates) instead of user by user.
     batches_memberships: bool = False
+    #: True when `change_email` works: an account keeps its id, history and memberships
+    #: when its Keycloak user's email changes.
+    supports_email_change: bool = False
 
     # -- reads ----------------------------------------------------------------------------
     @abstractmethod
@@ -111,7 +114,9 @@ class Target(ABC):
         """Everything: all users, teams, case groups and memberships, read in bulk pages."""
 
     @abstractmethod
-    def read_user_state(self, email: str, *, creating: bool = False) -> TargetState:
+    def read_user_state(
+        self, email: str, *, creating: bool = False, account_id: str | None = None
+    ) -> TargetState:
         """One user's view: that user (if any), every tenant owner when that user is one
         (for the last-owner rule), every team and case group, with only that user's
         memberships listed.
@@ -120,7 +125,11 @@ class Target(ABC):
         may then answer "no such user" from what it remembers, since a wrong answer costs a
         create the target refuses (and a re-plan), never a change it should not make. Without
         it, an answer of "no such user" must come from the target itself: a caller that will
-        not create would otherwise miss the user's removals."""
+        not create would otherwise miss the user's removals.
+
+        `account_id`: the id of the account the store paired with this user. When no account
+        has `email`, the account with that id is read instead (whatever its email is now),
+        so a lookup by email that fails or lags never makes a paired user look absent."""
 
     @abstractmethod
     def ping(self) -> None:
@@ -150,6 +159,11 @@ class Target(ABC):
         active: bool | None = None,
     ) -> TargetUser:
         """Change only the fields given (None = leave alone); returns the user as stored."""
+
+    def change_email(self, user: TargetUser, email: str) -> TargetUser:
+        """Give the account another email; returns it as stored. Only when
+        `supports_email_change`."""
+        raise BadRequestError(f"{self.name} cannot change the email of {user.email}")
 
     @abstractmethod
     def add_membership(

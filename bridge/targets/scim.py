@@ -90,6 +90,7 @@ class ScimTarget(Target):
     """A SCIM 2.0 service whose groups, named by template, carry teams and roles."""
 
     name = "scim"
+    supports_email_change = True
     names_are_ids = True
     batches_memberships = True
 
@@ -174,7 +175,9 @@ class ScimTarget(Target):
             teams=self._teams(groups),
         )
 
-    def read_user_state(self, email: str, *, creating: bool = False) -> TargetState:
+    def read_user_state(
+        self, email: str, *, creating: bool = False, account_id: str | None = None
+    ) -> TargetState:
         """That user, every owner, every team with only that user's memberships.
 
         Costs: one filtered user read, the group names page by page (members left out,
@@ -183,6 +186,8 @@ class ScimTarget(Target):
         group, and one read per 50 owners.
         """
         found = self._find_user(email)
+        if found is None and account_id is not None:
+            found = next(iter(self._users_by_id([account_id])), None)
         all_groups = self._remember(self._pages(Group, excluded_attributes=["members"]))
         mine = self._groups_of(found.id) if found and found.id else []
         owner_groups = self._owner_groups()
@@ -273,6 +278,19 @@ class ScimTarget(Target):
             "active": active,
         }
         return user.model_copy(update={k: v for k, v in changes.items() if v is not None})
+
+    def change_email(self, user: TargetUser, email: str) -> TargetUser:
+        """One PATCH replacing `userName` (the email, for this connector) and `emails`."""
+        operations = [
+            PatchOperation[User[Any]](op=PatchOperation.Op.replace_, path="userName", value=email),
+            PatchOperation[User[Any]](
+                op=PatchOperation.Op.replace_,
+                path="emails",
+                value=[Email(value=email, type=Email.Type.work, primary=True)],
+            ),
+        ]
+        self._scim.modify(User, user.id, PatchOp[User[Any]](operations=operations))
+        return user.model_copy(update={"email": email})
 
     def add_membership(
         self, user: TargetUser, team_id: str, case_group_id: str | None, role: str

@@ -19,10 +19,14 @@ class SnapshotTarget(Target):
     def ping(self) -> None:
         """A snapshot is always there."""
 
-    def read_user_state(self, email: str, *, creating: bool = False) -> TargetState:
+    def read_user_state(
+        self, email: str, *, creating: bool = False, account_id: str | None = None
+    ) -> TargetState:
         wanted = email.lower()
-        users = [u for u in self._state.users if u.email.lower() == wanted or u.tenant_owner]
-        ids = {u.id for u in users if u.email.lower() == wanted}
+        ids = {u.id for u in self._state.users if u.email.lower() == wanted}
+        if not ids and account_id is not None:
+            ids = {u.id for u in self._state.users if u.id == account_id}
+        users = [u for u in self._state.users if u.id in ids or u.tenant_owner]
         return TargetState(
             users=users,
             teams=[

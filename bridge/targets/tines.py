@@ -9,6 +9,8 @@ The key must be a tenant-owner API key: `admin/users` needs it. Calls made:
 | members of a team or case group | `GET teams/{id}/members` |
 | create user | `POST admin/users {email, first_name, last_name}` |
 | update user | `PUT admin/users/{id}`, only the fields that change (`admin`, `is_active`, …) |
+| change email | `PUT admin/users/{id} {email}` (documented among the update's fields) |
+| one paired account | `GET admin/users/{id}?include=team_memberships` |
 | add membership | `POST teams/{id}/invite_member {user_id, role}` |
 | change role | see below |
 | remove membership | `POST teams/{id}/remove_member {user_id}` |
@@ -97,6 +99,7 @@ class TinesTarget(Target):
     """
 
     name = "tines"
+    supports_email_change = True
 
     def __init__(
         self,
@@ -155,9 +158,15 @@ class TinesTarget(Target):
         emails = [str(raw.get("email", "")) for raw in self._pages(USERS, USERS)]
         self.known.replace(emails, started)
 
-    def read_user_state(self, email: str, *, creating: bool = False) -> TargetState:
-        # Only a caller that will create the user may take "absent" from memory (see Target).
-        found = None if creating and self.known.absent(email) else self._find_user(email)
+    def read_user_state(
+        self, email: str, *, creating: bool = False, account_id: str | None = None
+    ) -> TargetState:
+        # Only a caller that will create the user may take "absent" from memory (see Target),
+        # and never for a user the store paired with an account.
+        remembered = creating and account_id is None and self.known.absent(email)
+        found = None if remembered else self._find_user(email)
+        if found is None and account_id is not None:
+            found = self._by_id(account_id, email)
         teams = self._teams()
         if found is None:
             return TargetState(teams=[_team_with(raw, [], lambda group_id: []) for raw in teams])
@@ -230,6 +239,13 @@ class TinesTarget(Target):
         if not body:
             return user
         return _user(self.http.put(f"{USERS}/{user.id}", json=body))
+
+    def change_email(self, user: TargetUser, email: str) -> TargetUser:
+        """`PUT admin/users/{id} {"email": …}`: Tines documents `email` among the fields
+        an update may change (tines.com API docs, "Users: Update")."""
+        changed = _user(self.http.put(f"{USERS}/{user.id}", json={"email": email}))
+        self.known.add(changed.email)
+        return changed
 
     def add_membership(
         self, user: TargetUser, team_id: str, case_group_id: str | None, role: str
@@ -319,6 +335,22 @@ class TinesTarget(Target):
                     return None
                 return _user(raw), raw
         return self._search_listing(email)
+
+    def _by_id(self, account_id: str, email: str) -> tuple[TargetUser, dict[str, Any]] | None:
+        """`GET admin/users/{id}`: the paired account, whatever its email is now; None on a
+        404 (deleted in Tines). Found under the very email the lookup missed, the tenant
+        does not look users up by email: list from now on."""
+        try:
+            raw = self.http.get(
+                f"{USERS}/{quote(account_id, safe='')}", params={"include": "team_memberships"}
+            )
+        except NotFoundError:
+            return None
+        if not isinstance(raw, dict) or str(raw.get("id")) != account_id:
+            raise BadRequestError(f"GET {USERS}/{account_id} answered for another user")
+        if self.user_lookup == "auto" and str(raw.get("email", "")).lower() == email.lower():
+            self._fall_back_to_listing(f"{email} was not found by email, yet by its id")
+        return _user(raw), raw
 
     def _by_email(self, email: str) -> dict[str, Any] | None:
         """`GET admin/users/{email}`: the user, or None on a 404."""

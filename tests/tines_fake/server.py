@@ -15,6 +15,8 @@ Where Tines is silent the fake chooses, and the choice is an option so tests cov
 - `email_lookup=True` (default): `GET admin/users/{email}` finds a user by email, as Tines'
   "Users: Get" page documents. `False` plays an older tenant that only knows ids and answers
   404 for an email, as it would for any id it does not have.
+- `PUT admin/users/{id}` changes `email` too (Tines' "Users: Update" page lists it among the
+  optional fields); a taken email is a 422 as on create.
 - Removing a non-member answers 404 `{"error": "User is not a member of this team"}`.
 - Error bodies are Rails-style `{"error": "..."}`; a taken email is a 422 saying "has already
   been taken". Rate limiting (when injected) is a 429 with an optional `Retry-After`.
@@ -404,6 +406,13 @@ class _Api:
         fields = _fields(
             body, {"email", "first_name", "last_name", "admin", "tenant_permissions", "is_active"}
         )
+        if "email" in fields:  # documented: "email — Optional. User email."
+            email = fields["email"]
+            if not isinstance(email, str) or "@" not in email:
+                raise FakeError(422, "Email is invalid")
+            others = (u for u in self.state.users.values() if u.id != user.id)
+            if any(u.email.lower() == email.lower() for u in others):
+                raise FakeError(422, "Email has already been taken")
         for name, value in fields.items():
             setattr(user, name, value)
         return user.as_json()

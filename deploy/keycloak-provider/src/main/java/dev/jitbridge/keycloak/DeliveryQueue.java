@@ -11,8 +11,9 @@ import org.jboss.logging.Logger;
  * The bounded hand-off between Keycloak's request threads and the single delivery thread.
  *
  * <p>{@link #offer} never blocks: when the queue is full the event is dropped and counted, because
- * a slow or absent bridge must never hold up a login. Nothing is lost for good by a drop; the
- * bridge's scheduled reconcile re-reads Keycloak.
+ * a slow or absent bridge must never hold up a login. In enhanced mode the bridge's scheduled
+ * reconcile re-reads Keycloak and heals a dropped change (groups, roles, disables, deletions,
+ * email changes); a dropped login is provisioned at the user's next login.
  */
 public final class DeliveryQueue implements AutoCloseable {
 
@@ -49,7 +50,8 @@ public final class DeliveryQueue implements AutoCloseable {
         if (total == 1 || total % DROP_LOG_EVERY == 0) {
             LOG.warnf(
                     "jit-bridge delivery queue is full (%d waiting); dropped %s. %d event(s) dropped since "
-                            + "start. Is the bridge reachable? Its scheduled reconcile will catch up.",
+                            + "start. Is the bridge reachable? In enhanced mode its scheduled reconcile heals "
+                            + "changes; a dropped login waits for the user's next login.",
                     events.size(),
                     event.describe(),
                     total);

@@ -19,7 +19,8 @@ import org.keycloak.provider.ProviderConfigurationBuilder;
  * its thread, started in {@link #postInit} and stopped in {@link #close}.
  *
  * <p>A configuration error never stops Keycloak: the listener logs what to fix and drops events,
- * and the bridge's scheduled reconcile keeps access correct meanwhile.
+ * and, in enhanced mode, the bridge's scheduled reconcile keeps access correct meanwhile (a user
+ * who logs in for the first time is provisioned at a login the bridge hears about).
  */
 public final class JitBridgeEventListenerProviderFactory implements EventListenerProviderFactory {
 

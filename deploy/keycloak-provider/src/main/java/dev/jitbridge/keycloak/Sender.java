@@ -81,8 +81,10 @@ public final class Sender {
             }
             if (attempt >= retryPolicy.maxAttempts()) {
                 LOG.errorf(
-                        "Giving up on %s after %d attempts to %s (last failure: %s). The bridge's scheduled "
-                                + "reconcile or event-store polling will pick up the change.",
+                        "Giving up on %s after %d attempts to %s (last failure: %s). In enhanced mode the "
+                                + "bridge's scheduled reconcile heals group, role, disable, delete and email "
+                                + "changes; a missed login is provisioned at the user's next login, or found by "
+                                + "event-store polling if that is on.",
                         event.describe(),
                         attempt,
                         url,
