@@ -31,9 +31,9 @@ class CountingSource(SnapshotSource):
         super().__init__(snapshot)
         self.reads = 0
 
-    def read_user(self, ref: UserRef) -> IdentityView:
+    def read_user(self, ref: UserRef, mapping: Mapping) -> IdentityView:
         self.reads += 1
-        return super().read_user(ref)
+        return super().read_user(ref, mapping)
 
     def read_all(self, mapping: Mapping) -> IdentityView:
         self.reads += 1

@@ -225,7 +225,7 @@ def test_per_user_and_bulk_reads_agree_on_organizations(
     organization_sandbox.add_to_group(other_id, "/Sales", outsider)
 
     rules = org_mapping(alias)
-    source = keycloak.source(mapping=rules)
+    source = keycloak.source()
     bulk = source.read_all(rules)
     assert bulk.unreadable_groups == {}
     by_id = {u.id: u for u in bulk.users}
@@ -233,7 +233,7 @@ def test_per_user_and_bulk_reads_agree_on_organizations(
     assert by_id[member].organizations == {alias: []}
     assert by_id[outsider].organizations == {}
     for user_id in (seller, member, outsider):
-        one = source.read_user(UserRef(user_id=user_id))
+        one = source.read_user(UserRef(user_id=user_id), rules)
         assert one.unreadable_groups == {}
         (single,) = one.users
         assert single.organizations == by_id[user_id].organizations
@@ -271,12 +271,12 @@ def test_a_deleted_organization_fails_closed_on_both_paths(
     organization_sandbox.add_member(org_id, user_id)
     organization_sandbox.add_to_group(org_id, "/Sales", user_id)
     rules = org_mapping(alias)
-    source = keycloak.source(mapping=rules)
+    source = keycloak.source()
     assert removals(source.read_all(rules), rules, email) == []
 
     organization_sandbox.delete(org_id)
 
-    for identity in (source.read_all(rules), source.read_user(UserRef(user_id=user_id))):
+    for identity in (source.read_all(rules), source.read_user(UserRef(user_id=user_id), rules)):
         assert set(identity.unreadable_groups) == {
             f"organization:{alias}",
             f"organization:{alias}/Sales",
@@ -302,8 +302,8 @@ def test_a_renamed_organization_keeps_its_alias_and_its_members_access(
         organization_sandbox.rename(org_id, f"{alias}-renamed")
 
     rules = org_mapping(alias)
-    source = keycloak.source(mapping=rules)
-    for identity in (source.read_all(rules), source.read_user(UserRef(user_id=user_id))):
+    source = keycloak.source()
+    for identity in (source.read_all(rules), source.read_user(UserRef(user_id=user_id), rules)):
         assert identity.unreadable_groups == {}
         assert removals(identity, rules, f"{username}@example.com") == []
 
@@ -318,11 +318,11 @@ def test_a_deleted_organization_group_fails_closed_and_its_organization_still_co
     organization_sandbox.add_member(org_id, user_id)
     organization_sandbox.add_to_group(org_id, "/Sales", user_id)
     rules = org_mapping(alias)
-    source = keycloak.source(mapping=rules)
+    source = keycloak.source()
     organization_sandbox._call(
         "DELETE", f"organizations/{org_id}/groups/{organization_sandbox.group_id(org_id, '/Sales')}"
     )
-    for identity in (source.read_all(rules), source.read_user(UserRef(user_id=user_id))):
+    for identity in (source.read_all(rules), source.read_user(UserRef(user_id=user_id), rules)):
         assert set(identity.unreadable_groups) == {f"organization:{alias}/Sales"}
         assert removals(identity, rules, f"{username}@example.com") == []
 
@@ -349,8 +349,8 @@ def test_organization_selectors_need_view_organizations_and_nothing_more(
     try:
         grant_realm_management(keycloak, client_id, "view-users")
         rules = org_mapping(alias)
-        source = keycloak.source(mapping=rules, client_id=client_id, client_secret="reader-secret")
-        for identity in (source.read_all(rules), source.read_user(UserRef(user_id=user_id))):
+        source = keycloak.source(client_id=client_id, client_secret="reader-secret")
+        for identity in (source.read_all(rules), source.read_user(UserRef(user_id=user_id), rules)):
             reason = identity.unreadable_groups[f"organization:{alias}"]
             assert "403" in reason
             assert "view-organizations" in reason
@@ -359,6 +359,8 @@ def test_organization_selectors_need_view_organizations_and_nothing_more(
         bulk = source.read_all(rules)
         assert bulk.unreadable_groups == {}
         assert {u.id: u.organizations for u in bulk.users}[user_id] == {alias: []}
-        assert source.read_user(UserRef(user_id=user_id)).users[0].organizations == {alias: []}
+        assert source.read_user(UserRef(user_id=user_id), rules).users[0].organizations == {
+            alias: []
+        }
     finally:
         admin.delete_client(admin.get_client_id(client_id))
