@@ -462,11 +462,11 @@ async def _readiness(app: ASGIApp) -> ApiAnswer:
 def _explain_user(ctx: ServiceContext, email: str) -> tuple[list[dict[str, Any]], str | None]:
     """The user as Keycloak has them, and why each membership is (not) desired."""
     reconciler = ctx.reconciler(dry_run=True)
+    mapping = ctx.mappings.get()
     try:
-        identity = reconciler.source.read_user(UserRef(email=email))
+        identity = reconciler.source.read_user(UserRef(email=email), mapping)
     except Exception as exc:
         return [], f"Keycloak could not be read: {type(exc).__name__}: {exc}"
-    mapping = ctx.mappings.get()
     policy = ctx.settings.policy
     people = []
     for person in identity.users:
