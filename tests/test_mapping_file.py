@@ -22,6 +22,7 @@ from bridge.mapping_file import (
     mapping_json_schema,
     parse_mapping,
 )
+from tests.examples import examples
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).parent / "data" / "mappings"
@@ -450,14 +451,14 @@ def parse_or_refuse(data: bytes | str) -> None:
         assert isinstance(result, Mapping)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), suppress_health_check=[HealthCheck.too_slow])
 @given(json_ish)
 def test_any_json_document_is_a_mapping_or_a_mapping_error(document: Any) -> None:
     parse_or_refuse(json.dumps(document))
     parse_or_refuse(json.dumps({"mappings": document}))
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.binary(max_size=200) | st.text(max_size=200).map(lambda s: "{" + s))
 def test_any_bytes_are_a_mapping_or_a_mapping_error(data: bytes | str) -> None:
     parse_or_refuse(data)
@@ -510,7 +511,7 @@ valid_documents = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(valid_documents)
 def test_a_valid_document_loads_and_round_trips(document: dict[str, Any]) -> None:
     mapping = parse_mapping(json.dumps(document))

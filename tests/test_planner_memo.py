@@ -11,6 +11,7 @@ from bridge.model import IdentityView, IdpUser, Member, TargetState, TargetUser,
 from bridge.planner import plan
 from bridge.policy import Policy
 from bridge.resolve import DesiredAccessMemo, describe_source, desired_access
+from tests.examples import examples
 
 PATHS = ["/G1", "/G1/Sub", "/G3/Sub", "/G2/Sub/Deep", "/G2", "/Ops/Tier1"]
 SELECTORS = [
@@ -168,7 +169,7 @@ def as_plain(mapping: Mapping, policy: Policy, user: IdpUser) -> dict[str, objec
     }
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     mappings(),
     st.booleans(),

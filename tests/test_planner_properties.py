@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from typing import Any
 
@@ -34,6 +33,7 @@ from bridge.model import (
 )
 from bridge.planner import plan
 from bridge.policy import Policy
+from tests.examples import examples
 
 NAMES = ["ann", "ben", "cat", "dan", "eve", "fay"]
 PATHS = ["/G1", "/G2", "/G1/Sub", "/G3/Sub"]
@@ -43,10 +43,7 @@ CASE_GROUPS = [None, "x", "y"]
 ROLES = ["TEAM_ADMIN", "EDITOR", "VIEWER", "CASE_MANAGER", "editor"]
 PERMISSIONS = ["AUDIT_LOG_READ", "TUNNEL_MANAGE", "FLAGS"]
 
-#: Fewer examples in the fast layer (`make test-unit`), all of them in the whole suite.
-PROPERTY_SETTINGS = settings(
-    max_examples=50 if os.environ.get("JIT_BRIDGE_TEST_NO_SERVICES") else 200, deadline=None
-)
+PROPERTY_SETTINGS = settings(max_examples=examples(200), deadline=None)
 
 
 def email(name: str) -> str:

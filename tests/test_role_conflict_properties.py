@@ -12,6 +12,7 @@ from bridge.mapping import Mapping, MappingEntry
 from bridge.model import IdpUser
 from bridge.policy import Policy
 from bridge.resolve import desired_access
+from tests.examples import examples
 from tests.scenarios.builders import mapping, person
 
 PATHS = ["/G1", "/G2", "/G1/Sub", "/G3/Sub"]
@@ -19,7 +20,7 @@ SELECTORS = ["G1", "/G2", "Sub", "/G1/Sub", "G3", "realm-role:auditor"]
 TEAMS = ["Alpha", "Beta"]
 CASE_GROUPS = [None, "x"]
 LISTED_ROLES = ["TEAM_ADMIN", "EDITOR", "VIEWER"]
-PROPERTY_SETTINGS = settings(max_examples=300, deadline=None)
+PROPERTY_SETTINGS = settings(max_examples=examples(300), deadline=None)
 
 Row = tuple[str, str, str, str | None]
 

@@ -22,6 +22,7 @@ from bridge.intake.events import (
     triggers_for,
 )
 from bridge.intake.signatures import sign_jit_bridge
+from tests.examples import examples
 from tests.test_webhook import NOW, SECRET, Bridge
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
@@ -162,7 +163,7 @@ def _check(parse: Any, body: Any) -> None:
             assert all(t.trigger == "login" for t in triggers)
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=examples(800), deadline=None)
 @given(
     body=json_values
     | listener_events
@@ -216,7 +217,7 @@ def _headers(body: bytes, kind: str, garbage: str) -> tuple[dict[str, str], bool
     return {}, False
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=bodies,
     signature=signatures,
