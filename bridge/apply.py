@@ -155,7 +155,8 @@ def apply_operations(
     additions) and `on_results` their outcomes as soon as they are known, so the audit holds
     every call made (as `unknown` if the process dies during it). `should_stop` is asked
     before each request: once true, the rest is left unsent (`not_run`) for the next run.
-    The callbacks are never called from two threads at once.
+    With `concurrency` > 1 the callbacks are called from several threads at once (the
+    store's audit writes of concurrent callers then share one transaction).
     """
     run = _Run(target, state, on_results, before_send, should_stop, concurrency)
     return run.apply(operations)
@@ -216,8 +217,8 @@ class _Run:
             return
         with self._lock:
             self.result.results.extend(outcomes)
-            if self.on_results is not None:
-                self.on_results(outcomes)
+        if self.on_results is not None:
+            self.on_results(outcomes)
 
     def _may_send(self, ops: list[Operation]) -> bool:
         """False once the run is stopped or stopping; else `before_send` has seen `ops`."""
@@ -227,9 +228,9 @@ class _Run:
             if self.should_stop is not None and self.should_stop():
                 self.result.interrupted = True
                 return False
-            if self.before_send is not None:
-                self.before_send(ops)
-            return True
+        if self.before_send is not None:
+            self.before_send(ops)
+        return True
 
     def _stop(self, exc: TargetError) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +60,16 @@ EVENT_RETENTION_SECONDS = 7 * 24 * 3600.0
 _PRUNE_EVERY = 1000
 
 
+@dataclass(frozen=True)
+class _AuditWrite:
+    """One caller's audit write: records, write-ahead intents (their ids come back), or the
+    outcomes of earlier intents."""
+
+    records: list[AuditRecord] = field(default_factory=list)
+    intents: list[AuditRecord] = field(default_factory=list)
+    settled: list[tuple[int, AuditRecord]] = field(default_factory=list)
+
+
 class Store:
     """Queue, event de-duplication, cursors, known users, runs, audit, mappings and leases."""
 
@@ -74,6 +85,7 @@ class Store:
         self._event_retention = event_retention
         self._enqueues_since_prune = 0
         self._enqueue_batches = GroupCommitter(self.enqueue_many)
+        self._audit_batches = GroupCommitter(self._write_audit)
         #: Who this process is in `runs.holder` (the service sets its own id).
         self.holder = f"cli@{socket.gethostname()}:{os.getpid()}"
 
@@ -343,27 +355,35 @@ class Store:
         self.record_audit_many(records)
 
     def record_audit_many(self, records: Iterable[AuditRecord]) -> None:
-        with write_transaction(self._engine) as connection:
-            audit.record(connection, records)
+        self._audit_batches.submit(_AuditWrite(records=list(records)))
 
     def record_audit_intent(self, record: AuditRecord) -> int:
         """Record a target write before it is sent; `settle_audit` records its outcome."""
-        with write_transaction(self._engine) as connection:
-            return audit.record_intent(connection, record)
+        return self.record_audit_intents([record])[0]
 
     def settle_audit(self, intent_id: int, outcome: AuditRecord) -> None:
         self.settle_audits([(intent_id, outcome)])
 
     def record_audit_intents(self, records: Sequence[AuditRecord]) -> list[int]:
         """`record_audit_intent` for several writes (a batch) in one transaction."""
-        with write_transaction(self._engine) as connection:
-            return [audit.record_intent(connection, record) for record in records]
+        return self._audit_batches.submit(_AuditWrite(intents=list(records)))
 
     def settle_audits(self, settled: Iterable[tuple[int, AuditRecord]]) -> None:
         """`settle_audit` for several (intent id, outcome) in one transaction."""
+        self._audit_batches.submit(_AuditWrite(settled=list(settled)))
+
+    def _write_audit(self, writes: Sequence[_AuditWrite]) -> list[list[int]]:
+        """Audit writes of concurrent callers (a run's concurrent writers) in one transaction:
+        one fsync for all, where each alone would wait for its own."""
         with write_transaction(self._engine) as connection:
-            for intent_id, outcome in settled:
-                audit.settle(connection, intent_id, outcome)
+            found = []
+            for write in writes:
+                if write.records:
+                    audit.record(connection, write.records)
+                for intent_id, outcome in write.settled:
+                    audit.settle(connection, intent_id, outcome)
+                found.append([audit.record_intent(connection, r) for r in write.intents])
+            return found
 
     def unsettled_writes(self, emails: Iterable[str] | None) -> list[tuple[int, AuditRecord]]:
         """Writes recorded before sending whose runs ended without their outcome (a crash,
