@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from bridge.model import Member, TargetState, TargetUser, Team
 from tests.fixtures.bridge import BridgeFactory, BridgeProcess, free_port
 from tests.fixtures.keycloak import KeycloakSandbox
 from tests.fixtures.phasetwo import PhaseTwoKeycloak
@@ -185,3 +186,42 @@ def test_the_event_store_poller_works_beside_the_extension(
     bridge.wait_until(lambda: team_role(tines_fake, email) == ROLE, DELIVERY, "a polled login")
     assert bridge.admin("GET", "status").json()["failing"] == {}
     assert webhook_results(bridge) == {}
+
+
+def test_an_event_from_another_realm_changes_nothing(
+    bridge_service: BridgeFactory,
+    tines_fake: TinesFake,
+    phasetwo_keycloak: PhaseTwoKeycloak,
+) -> None:
+    """`p2other` has its own alice@example.com; its signed events reach the bridge (the same
+    secret) and must be ignored: the bridge's realm alice keeps her access."""
+    p2 = phasetwo_keycloak
+    email = "alice@example.com"
+    tines_fake.state.load(
+        TargetState(
+            users=[TargetUser(id="1", email=email, first_name="Alice", last_name="Ng")],
+            teams=[Team(id="1", name=TEAM, members=[Member(user_id="1", role=ROLE)])],
+        )
+    )
+    bridge, hook = start_bridge(bridge_service, p2, tines_fake, "/Managers", realm=p2.other_realm)
+    try:
+        admin = p2.keycloak.admin
+        admin.change_current_realm(p2.other_realm)
+        try:
+            other_alice = admin.get_user_id("alice")
+            group = admin.get_group_by_path("/Analysts")["id"]
+            admin.group_user_add(other_alice, group)
+            admin.group_user_remove(other_alice, group)
+            admin.update_user(other_alice, {"email": "alice.other@example.com"})
+        finally:
+            admin.change_current_realm(p2.keycloak.realm)
+
+        bridge.wait_until(
+            lambda: webhook_results(bridge).get("ignored", 0) >= 3, DELIVERY, "ignored events"
+        )
+        results = webhook_results(bridge)
+        assert results.get("queued", 0) == 0, results
+        assert team_role(tines_fake, email) == ROLE
+        assert bridge.admin("GET", "status").json()["queue_depth"] == 0
+    finally:
+        p2.delete_webhook(p2.other_realm, hook)
