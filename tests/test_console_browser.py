@@ -262,6 +262,39 @@ def test_an_operator_looks_up_a_user(
     expect(page.get_by_text("Keycloak has no user with this email")).to_be_visible()
 
 
+def test_the_orphans_page_lists_accounts_no_keycloak_user_has(
+    page: Page,
+    bridge_service: BridgeFactory,
+    tines_fake: TinesFake,
+    keycloak: TestKeycloak,
+    shots: Path,
+) -> None:
+    analytics_with_everyone(tines_fake, extra=("ghost@example.com", "gone@example.com"))
+    bridge = start(
+        bridge_service,
+        tines_fake,
+        keycloak,
+        managed_email_domains=["example.com"],
+        orphan_accounts="remove_access",
+        max_removals=0,
+    )
+    assert bridge.cli("sync", "--all").returncode == 3  # the orphans' removals are held
+    sign_in(page, bridge)
+
+    page.get_by_role("link", name="Orphans").click()
+
+    last = page.locator("section", has=page.get_by_role("heading", name="last full reconcile"))
+    expect(last).to_contain_text("found 2 orphan account(s)")
+    expect(last.get_by_role("listitem")).to_have_text(["ghost@example.com", "gone@example.com"])
+    page.get_by_role("button", name="Read live now").click()
+    now = page.locator("section", has=page.get_by_role("heading", name="Now"))
+    expect(now).to_contain_text("2 orphan account(s)")
+    expect(now.get_by_role("listitem")).to_have_text(["ghost@example.com", "gone@example.com"])
+    expect(now.get_by_role("row", name="ghost@example.com")).to_contain_text("remove_membership")
+    expect(page.locator("p.lead")).to_contain_text("removes their access")
+    page.screenshot(path=shots / "orphans.png", full_page=True)
+
+
 def analytics_with_everyone(tines: TinesFake, extra: tuple[str, ...] = ()) -> None:
     """Tines has every active realm user (and the `extra` emails) as an EDITOR of Analytics."""
     emails = [f"{n}@example.com" for n in ACTIVE_USERS] + list(extra)

@@ -373,11 +373,10 @@ def console_router(ctx: ServiceContext, api_app: ASGIApp) -> APIRouter:
                 emails = {e.lower() for e in plan.body["orphans"]}
                 values["live"] = {
                     "orphans": plan.body["orphans"],
-                    "operations": [
-                        op
-                        for op in [*plan.body["operations"], *plan.body["held"]]
-                        if op.get("email", "").lower() in emails
-                    ],
+                    **{
+                        part: [o for o in plan.body[part] if o.get("email", "").lower() in emails]
+                        for part in ("operations", "held")
+                    },
                 }
         values["reported"] = (
             last is not None
