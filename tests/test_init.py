@@ -291,6 +291,8 @@ def test_init_then_run_provisions_a_login_and_undo_restores_the_realm(
     assert "create client 'jit-bridge'" in out
     assert "ok   Keycloak login as the service account" in out
     assert "ok   validate --against-target" in out
+    assert "ok   plan --all:" in out
+    assert "mode jit, trigger reconcile:" in out  # the plan summary, printed
     assert "jit-bridge --settings" in out
     assert " run" in out
     # Never an echo of a secret init did not generate.

@@ -439,10 +439,14 @@ def _checks(settings: Settings, mapping: Mapping, roles: list[str]) -> bool:
     for line in check.notes:
         _say(f"       note: {line}")
     if ok:
-        summary = _plan_summary(settings, mapping)
-        _say("  plan --all:")
-        for line in summary.splitlines():
-            _say(f"       {line}")
+        problem, summary = _plan_summary(settings, mapping)
+        if problem:
+            ok = False
+            _say(f"  FAIL plan --all: {problem}")
+        else:
+            _say("  ok   plan --all:")
+            for line in summary.splitlines():
+                _say(f"       {line}")
     return ok
 
 
@@ -483,20 +487,21 @@ def _service_account_login(settings: Settings, roles: list[str]) -> str | None:
     return None
 
 
-def _plan_summary(settings: Settings, mapping: Mapping) -> str:
+def _plan_summary(settings: Settings, mapping: Mapping) -> tuple[str | None, str]:
+    """(what stopped the plan, or None; the plan for people, cut to PLAN_LINES)."""
     from bridge.cli import render_plan
     from bridge.wiring import build_reconciler
 
     try:
         reconciler = build_reconciler(settings, lambda: mapping, dry_run=True)
         plan = reconciler.plan_all("reconcile", None)[0]
-    except Exception as exc:
-        return f"could not plan: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # reported as a failed check
+        return f"{type(exc).__name__}: {exc}", ""
     lines = render_plan(plan).splitlines()
     if len(lines) > PLAN_LINES:
         hidden = len(lines) - PLAN_LINES
         lines = [*lines[:PLAN_LINES], f"… {hidden} more line(s): jit-bridge plan --all"]
-    return "\n".join(lines)
+    return None, "\n".join(lines)
 
 
 def _next_steps(
