@@ -363,16 +363,13 @@ def test_init_then_run_provisions_a_login_and_undo_restores_the_realm(
     finally:
         bridge.kill()
 
-    # Undo: the realm as it was, the settings gone.
+    # Undo (the record names the admin; only the password is given): the realm as it was,
+    # the settings gone.
     undone = jit_bridge(
         init_files.workdir,
         "init",
         "--undo",
         "--non-interactive",
-        "--admin-user",
-        ADMIN,
-        "--admin-realm",
-        fresh_realm.name,
         "--admin-password-file",
         str(init_files.admin_password),
     )

@@ -24,7 +24,7 @@ def add_init_command(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--keycloak-url", metavar="URL")
     p.add_argument("--realm", metavar="REALM")
     p.add_argument("--admin-user", metavar="USER", help="a Keycloak admin (used once, not stored)")
-    p.add_argument("--admin-realm", metavar="REALM", default="master")
+    p.add_argument("--admin-realm", metavar="REALM", help="the admin's realm (master)")
     p.add_argument(
         "--admin-password-file",
         type=Path,

@@ -177,7 +177,8 @@ def _init(args: argparse.Namespace, settings: Settings, directory: Path, prompte
         _err(f"the target is not usable, nothing was changed: {problem}")
         return EXIT_FAILURE
 
-    credentials = AdminCredentials(admin_user, admin_password, realm=args.admin_realm)
+    admin_realm = args.admin_realm or "master"
+    credentials = AdminCredentials(admin_user, admin_password, realm=admin_realm)
     api = KeycloakAdminApi(
         keycloak_url, realm, credentials, verify_tls=verify_tls, timeout=settings.request_timeout
     )
@@ -186,6 +187,7 @@ def _init(args: argparse.Namespace, settings: Settings, directory: Path, prompte
         if not args.dry_run
         else _dry_record(directory, keycloak_url, realm)
     )
+    record.admin_user, record.admin_realm = admin_user, admin_realm
     setup = KeycloakSetup(api, record, dry_run=args.dry_run)
     try:
         api.login()
@@ -535,7 +537,10 @@ def _next_steps(
 def _undo(args: argparse.Namespace, directory: Path, prompter: Prompter) -> int:
     record = Record.load(directory)
     admin_user = prompter.text(
-        "Keycloak admin user", args.admin_user, flag="--admin-user", default="admin"
+        "Keycloak admin user",
+        args.admin_user or record.admin_user,
+        flag="--admin-user",
+        default="admin",
     )
     admin_password = prompter.secret(
         f"Password of {admin_user}",
@@ -549,7 +554,9 @@ def _undo(args: argparse.Namespace, directory: Path, prompter: Prompter) -> int:
     api = KeycloakAdminApi(
         record.keycloak_url,
         record.realm,
-        AdminCredentials(admin_user, admin_password, realm=args.admin_realm),
+        AdminCredentials(
+            admin_user, admin_password, realm=args.admin_realm or record.admin_realm or "master"
+        ),
         verify_tls=not args.no_verify_tls,
     )
     try:

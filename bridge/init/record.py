@@ -29,6 +29,9 @@ class Record:
     keycloak: list[dict[str, Any]] = field(default_factory=list)
     #: Files init created in the settings directory (names relative to it).
     files: list[str] = field(default_factory=list)
+    #: Who set it up (a name, never a password), so `--undo` need not be told again.
+    admin_user: str | None = None
+    admin_realm: str | None = None
     #: What this run changed, for people (not stored).
     done_now: list[str] = field(default_factory=list)
 
@@ -57,6 +60,8 @@ class Record:
                 realm=str(raw["realm"]),
                 keycloak=list(raw.get("keycloak", [])),
                 files=list(raw.get("files", [])),
+                admin_user=raw.get("admin_user"),
+                admin_realm=raw.get("admin_realm"),
             )
         except FileNotFoundError:
             raise RecordError(
@@ -86,6 +91,8 @@ class Record:
         body = {
             "keycloak_url": self.keycloak_url,
             "realm": self.realm,
+            "admin_user": self.admin_user,
+            "admin_realm": self.admin_realm,
             "keycloak": self.keycloak,
             "files": self.files,
         }
