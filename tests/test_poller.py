@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,6 +42,8 @@ class KeycloakEventStore:
     expiration_s: int | None = 7 * 86_400
     config_status: int = 200
     failing_offsets: set[int] = field(default_factory=set)
+    #: Serve like Keycloak before 26.2: `dateFrom` only as yyyy-MM-dd, newest first.
+    by_day: bool = False
     user_requests: list[dict[str, str]] = field(default_factory=list)
     admin_requests: list[dict[str, str]] = field(default_factory=list)
 
@@ -72,9 +75,26 @@ class KeycloakEventStore:
         first, size = int(query["first"]), int(query["max"])
         if first in self.failing_offsets:
             return (500, {}, json.dumps({"error": "unknown_error"}))
+        if self.by_day:
+            return self._serve_by_day(query, events, first, size)
         assert query["direction"] == "asc"
         selected = sorted(
             (e for e in events if e["time"] >= int(query["dateFrom"])), key=lambda e: e["time"]
+        )
+        return (200, {}, json.dumps(selected[first : first + size]))
+
+    @staticmethod
+    def _serve_by_day(
+        query: dict[str, str], events: list[dict[str, Any]], first: int, size: int
+    ) -> Any:
+        try:
+            day = datetime.strptime(query["dateFrom"], "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            message = "Invalid value for 'Date(From)', expected format is yyyy-MM-dd"
+            return (400, {}, json.dumps({"error": message}))
+        since = int(day.timestamp() * 1000)
+        selected = sorted(
+            (e for e in events if e["time"] >= since), key=lambda e: e["time"], reverse=True
         )
         return (200, {}, json.dumps(selected[first : first + size]))
 
@@ -489,3 +509,64 @@ def test_an_event_store_answering_500_is_named_with_its_likely_cause(
     assert "event store answered 500" in error
     assert "--spi-events-store--provider=jpa" in error
     assert "docs/phase-two.md" in error
+
+
+# --------------------------------------------------------------------------------------
+# Keycloak before 26.2: `dateFrom` only as a day, newest first. Same cursor, same triggers.
+
+
+def test_a_keycloak_that_wants_days_gets_exactly_the_events_since_the_cursor(
+    harness: Harness, store: KeycloakEventStore
+) -> None:
+    store.by_day = True
+    store.user_events = [
+        login("old", NOW_MS - 11 * MINUTE, "u-old"),  # same day, before the catch-up window
+        *(login(f"e{i}", NOW_MS - 5 * MINUTE + i, f"u{i}") for i in range(5)),
+    ]
+
+    result = harness.poller.poll_once()
+
+    assert result.errors == ()
+    assert store.user_requests[0]["dateFrom"] == str(NOW_MS - 10 * MINUTE - LOOKBACK)
+    # The cursor is on 2025-12-31 (UTC); the day before covers any server time zone.
+    assert {r["dateFrom"] for r in store.user_requests[1:]} == {"2025-12-30"}
+    assert "direction" not in store.user_requests[1]
+    assert harness.queued_keys() == [f"id:u{i}" for i in range(5)]  # oldest first, once each
+    assert harness.cursor() == {
+        "time_ms": NOW_MS - 5 * MINUTE + 4,
+        "seen": {f"e{i}": NOW_MS - 5 * MINUTE + i for i in range(5)},
+        "checked_ms": NOW_MS,
+    }
+
+
+def test_by_day_a_later_poll_queues_only_what_is_new_including_late_commits(
+    harness: Harness, store: KeycloakEventStore
+) -> None:
+    store.by_day = True
+    t = NOW_MS - 3000
+    store.user_events = [login("b", t + 40, "u-b"), login("c", t + 40, "u-c")]
+    harness.poller.poll_once()
+    store.user_events += [login("a", t, "u-a"), login("d", t + 50, "u-d")]  # a committed late
+    harness.now_ms += 1000
+
+    result = harness.poller.poll_once()
+
+    queued = harness.queued_keys()
+    assert sorted(queued[:2]) == ["id:u-b", "id:u-c"]  # one millisecond: either order
+    assert queued[2:] == ["id:u-a", "id:u-d"]
+    assert (result.duplicates, result.triggers_queued) == (2, 2)
+    assert harness.cursor()["time_ms"] == t + 50  # type: ignore[index]
+    # The epoch form is tried once per reader, not on every poll.
+    assert sum(r["dateFrom"].isdigit() for r in store.user_requests) == 1
+
+
+def test_by_day_admin_events_are_read_the_same_way(
+    harness: Harness, store: KeycloakEventStore
+) -> None:
+    store.by_day = True
+    store.admin_events = [membership(f"m{i}", NOW_MS - MINUTE + i, f"u{i}") for i in range(3)]
+
+    result = harness.poller.poll_once()
+
+    assert result.errors == ()
+    assert harness.queued_keys() == ["id:u0", "id:u1", "id:u2"]

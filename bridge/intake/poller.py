@@ -23,10 +23,12 @@ stores them. The poller reads them in ascending time from a durable cursor per s
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from keycloak import KeycloakAdmin, urls_patterns
@@ -85,20 +87,76 @@ class CursorStore(Protocol):
 
 class KeycloakAdminEventReader:
     """`KeycloakEventReader` over python-keycloak. Its `get_events` / `get_admin_events` pass
-    the query through and do not paginate, so paging is the poller's."""
+    the query through and do not paginate, so paging is the poller's.
+
+    Keycloak 26.2 and newer take `dateFrom` in epoch milliseconds with `direction=asc`. Older
+    releases answer that with 400 ("expected format is yyyy-MM-dd") and list newest first,
+    filtered by whole days. On the first such answer the reader switches to reading by day:
+    it asks from the day before (so any server time zone is covered), reads the newest-first
+    pages until they pass `date_from_ms`, keeps exactly the events at or after it, and serves
+    them oldest first in the pages the poller asks for, so the cursor means the same on
+    every release."""
 
     def __init__(self, admin: KeycloakAdmin) -> None:
         self._admin = admin
+        self._by_day = False
+        self._snapshot: tuple[str, int, list[dict[str, Any]]] | None = None
 
     def user_events(self, date_from_ms: int, first: int, max: int) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = self._admin.get_events(_query(date_from_ms, first, max))
-        return events
+        return self._read("user", date_from_ms, first, max)
 
     def admin_events(self, date_from_ms: int, first: int, max: int) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = self._admin.get_admin_events(
-            _query(date_from_ms, first, max)
-        )
+        return self._read("admin", date_from_ms, first, max)
+
+    def _fetch(self, stream: StreamName, query: dict[str, Any]) -> list[dict[str, Any]]:
+        if stream == "user":
+            events: list[dict[str, Any]] = self._admin.get_events(query)
+        else:
+            events = self._admin.get_admin_events(query)
         return events
+
+    def _read(
+        self, stream: StreamName, date_from_ms: int, first: int, max_results: int
+    ) -> list[dict[str, Any]]:
+        if not self._by_day:
+            try:
+                return self._fetch(stream, _query(date_from_ms, first, max_results))
+            except KeycloakGetError as error:
+                if not _wants_a_date(error):
+                    raise
+                log.info(
+                    "Keycloak takes event dates only as yyyy-MM-dd (a release before 26.2); "
+                    "reading events by day and filtering them here"
+                )
+                self._by_day = True
+        snapshot = self._snapshot
+        if first == 0 or snapshot is None or snapshot[:2] != (stream, date_from_ms):
+            events = self._read_since(stream, date_from_ms, max(max_results, 1))
+            snapshot = self._snapshot = (stream, date_from_ms, events)
+        return snapshot[2][first : first + max_results]
+
+    def _read_since(
+        self, stream: StreamName, date_from_ms: int, page_size: int
+    ) -> list[dict[str, Any]]:
+        """Every stored event at or after `date_from_ms`, oldest first."""
+        day = datetime.fromtimestamp(date_from_ms / 1000 - 86_400, UTC).strftime("%Y-%m-%d")
+        found: dict[str, dict[str, Any]] = {}
+        first = 0
+        while True:
+            page = self._fetch(stream, {"dateFrom": day, "first": first, "max": page_size})
+            for raw in page:
+                when = raw.get("time") if isinstance(raw, dict) else None
+                if isinstance(when, int) and when >= date_from_ms:
+                    # Pages shift when events arrive meanwhile: the same event may come twice.
+                    found.setdefault(json.dumps(raw, sort_keys=True), raw)
+            older = [r.get("time") for r in page if isinstance(r, dict)]
+            passed = any(isinstance(t, int) and t < date_from_ms for t in older)
+            if len(page) < page_size or passed:
+                break
+            first += len(page)
+        # Newest first from Keycloak; reversed, events sharing a millisecond keep their order.
+        oldest_first = list(found.values())[::-1]
+        return sorted(oldest_first, key=lambda r: int(r["time"]))
 
     def expiration_ms(self, stream: StreamName) -> int | None:
         path = urls_patterns.URL_ADMIN_EVENTS_CONFIG.format(
@@ -112,6 +170,11 @@ class KeycloakAdminEventReader:
 
 def _query(date_from_ms: int, first: int, max_results: int) -> dict[str, Any]:
     return {"dateFrom": date_from_ms, "direction": "asc", "first": first, "max": max_results}
+
+
+def _wants_a_date(error: KeycloakGetError) -> bool:
+    """Keycloak before 26.2 refuses epoch milliseconds: 400 "... expected format is yyyy-MM-dd"."""
+    return error.response_code == 400 and "yyyy-MM-dd" in str(error.error_message)
 
 
 @dataclass(frozen=True)

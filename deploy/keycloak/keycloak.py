@@ -15,9 +15,18 @@ skip it.
     python deploy/keycloak/keycloak.py start [--realm-file F] [--port N]   # until Ctrl-C
     python deploy/keycloak/keycloak.py stop
 
+Every supported release line has one pinned release in `SUPPORTED` (oldest first); the
+newest is the default, and `start_keycloak(version=...)` runs any other, each on the JDK it
+names (`java_home=` overrides). The README's and docs/keycloak-listener.md's version tables are
+checked against `SUPPORTED` by tests/test_keycloak_versions.py.
+
+    python deploy/keycloak/keycloak.py fetch --all      # every supported release (make setup)
+    python deploy/keycloak/keycloak.py start --version 24.0.5
+
 Environment: JIT_BRIDGE_KEYCLOAK_CACHE (cache dir, default ~/.cache/jit-bridge),
-JIT_BRIDGE_KEYCLOAK_HOME (an unpacked distribution to use as is),
-JIT_BRIDGE_KEYCLOAK_JAVA_HOME (the JDK; default Java 17 when installed, else JAVA_HOME),
+JIT_BRIDGE_KEYCLOAK_HOME (an unpacked distribution of the default release to use as is),
+JIT_BRIDGE_KEYCLOAK_JAVA_HOME (the JDK for every release; default: the release's own JDK when
+installed, else JAVA_HOME),
 JIT_BRIDGE_KEYCLOAK_START_TIMEOUT (seconds to wait for a start, default 240).
 """
 
@@ -49,12 +58,55 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from keycloak.keycloak_admin import KeycloakAdmin
 
-VERSION = "26.7.3"
-ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{VERSION}:tar.gz"
+JAVA_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+JAVA_25 = Path("/usr/lib/jvm/temurin-25-jdk-amd64")
+#: Where each Java feature release is looked for (a release's `java` names one of these).
+JDKS: dict[int, Path] = {17: JAVA_17, 25: JAVA_25}
+
+
+@dataclass(frozen=True)
+class Release:
+    """One pinned Keycloak release: the newest served patch of a supported release line."""
+
+    version: str
+    #: The Java feature release CI runs it on (a key of JDKS).
+    java: int = 17
+
+    @property
+    def line(self) -> str:
+        """`24.0`, `26.4`: the release line this release stands for."""
+        return ".".join(self.version.split(".")[:2])
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    @property
+    def artifact(self) -> str:
+        return f"org.keycloak:keycloak-quarkus-dist:{self.version}:tar.gz"
+
+    @property
+    def has_management_port(self) -> bool:
+        """Health and metrics moved to a separate management port in Keycloak 25."""
+        return self.major >= 25
+
+
+#: Every supported release line, oldest first; the last one is the default everywhere.
+SUPPORTED: tuple[Release, ...] = (
+    Release("24.0.5"),
+    Release("25.0.6"),
+    Release("26.0.8"),
+    Release("26.2.5"),
+    Release("26.4.7"),
+    Release("26.7.3"),
+)
+NEWEST = SUPPORTED[-1]
+OLDEST = SUPPORTED[0]
+VERSION = NEWEST.version
+ARTIFACT = NEWEST.artifact
 REALM_FILE = Path(__file__).with_name("realm-jit-bridge.json")
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "admin"
-JAVA_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 #: Seconds to wait for a start; JIT_BRIDGE_KEYCLOAK_START_TIMEOUT raises it on a loaded machine.
 DEFAULT_TIMEOUT = float(os.environ.get("JIT_BRIDGE_KEYCLOAK_START_TIMEOUT", "240"))
 RUN_PREFIX = "jit-bridge-keycloak-"
@@ -65,6 +117,19 @@ class KeycloakHarnessError(RuntimeError):
     """Keycloak could not be fetched, unpacked or started; the message says what to do."""
 
 
+def release(version: str | Release | None = None) -> Release:
+    """The supported release for `version` (default: the newest)."""
+    if version is None:
+        return NEWEST
+    if isinstance(version, Release):
+        return version
+    for candidate in SUPPORTED:
+        if candidate.version == version:
+            return candidate
+    known = ", ".join(r.version for r in SUPPORTED)
+    raise KeycloakHarnessError(f"Keycloak {version} is not a supported release; use one of {known}")
+
+
 # --------------------------------------------------------------------------------------
 # Fetch and unpack
 
@@ -73,10 +138,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("JIT_BRIDGE_KEYCLOAK_CACHE", Path.home() / ".cache" / "jit-bridge"))
 
 
-def maven_archive() -> Path:
+def maven_archive(version: str = VERSION) -> Path:
     repo = Path(os.environ.get("MAVEN_REPO_LOCAL", Path.home() / ".m2" / "repository"))
-    folder = repo / "org" / "keycloak" / "keycloak-quarkus-dist" / VERSION
-    return folder / f"keycloak-quarkus-dist-{VERSION}.tar.gz"
+    folder = repo / "org" / "keycloak" / "keycloak-quarkus-dist" / version
+    return folder / f"keycloak-quarkus-dist-{version}.tar.gz"
 
 
 @contextlib.contextmanager
@@ -88,18 +153,19 @@ def _locked(name: str) -> Iterator[None]:
         yield
 
 
-def _download_archive() -> Path:
-    archive = maven_archive()
+def _download_archive(rel: Release) -> Path:
+    archive = maven_archive(rel.version)
     if archive.exists():
         return archive
     mvn = shutil.which("mvn")
     if mvn is None:
         raise KeycloakHarnessError(
-            f"{archive} is missing and Maven is not installed; install Maven or fetch {ARTIFACT}"
+            f"{archive} is missing and Maven is not installed; "
+            f"install Maven or fetch {rel.artifact}"
         )
     # -Dtransitive=false: the dist's own dependencies are not needed and some of their
     # repositories are unreachable from CI.
-    cmd = [mvn, "-q", "dependency:get", "-Dtransitive=false", f"-Dartifact={ARTIFACT}"]
+    cmd = [mvn, "-q", "dependency:get", "-Dtransitive=false", f"-Dartifact={rel.artifact}"]
     if "MAVEN_REPO_LOCAL" in os.environ:
         cmd.append(f"-Dmaven.repo.local={os.environ['MAVEN_REPO_LOCAL']}")
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -125,26 +191,27 @@ def _verify_sha1(archive: Path) -> None:
         )
 
 
-def fetch() -> Path:
+def fetch(version: str | Release | None = None) -> Path:
     """The unpacked distribution, fetching and unpacking it first if needed."""
-    if "JIT_BRIDGE_KEYCLOAK_HOME" in os.environ:
+    rel = release(version)
+    if "JIT_BRIDGE_KEYCLOAK_HOME" in os.environ and rel == NEWEST:
         home = Path(os.environ["JIT_BRIDGE_KEYCLOAK_HOME"])
         if not (home / "bin" / "kc.sh").exists():
             raise KeycloakHarnessError(f"JIT_BRIDGE_KEYCLOAK_HOME={home} has no bin/kc.sh")
         return home
-    home = cache_dir() / f"keycloak-{VERSION}"
+    home = cache_dir() / f"keycloak-{rel.version}"
     if (home / "bin" / "kc.sh").exists():
         return home
     with _locked("unpack"):
         if (home / "bin" / "kc.sh").exists():
             return home
-        archive = _download_archive()
+        archive = _download_archive(rel)
         _verify_sha1(archive)
         staging = Path(tempfile.mkdtemp(prefix="unpack-", dir=cache_dir()))
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(staging, filter="tar")
-            (staging / f"keycloak-{VERSION}").rename(home)
+            (staging / f"keycloak-{rel.version}").rename(home)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return home
@@ -161,12 +228,19 @@ def _free_port() -> int:
         return port
 
 
-def _java_home() -> str | None:
-    explicit = os.environ.get("JIT_BRIDGE_KEYCLOAK_JAVA_HOME")
+def choose_jdk(rel: Release, explicit: Path | str | None = None) -> str | None:
+    """The JDK to run `rel` on: `explicit`, else JIT_BRIDGE_KEYCLOAK_JAVA_HOME, else the
+    release's own JDK (JDKS) when installed, else JAVA_HOME."""
     if explicit:
-        return explicit
-    if (JAVA_17 / "bin" / "java").exists():
-        return str(JAVA_17)
+        if not (Path(explicit) / "bin" / "java").exists():
+            raise KeycloakHarnessError(f"java_home={explicit} has no bin/java")
+        return str(explicit)
+    from_env = os.environ.get("JIT_BRIDGE_KEYCLOAK_JAVA_HOME")
+    if from_env:
+        return from_env
+    own = JDKS.get(rel.java)
+    if own is not None and (own / "bin" / "java").exists():
+        return str(own)
     return os.environ.get("JAVA_HOME")
 
 
@@ -178,8 +252,10 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _build_key(providers: Sequence[Path], extra_args: Sequence[str]) -> str:
-    digest = hashlib.sha256(VERSION.encode())
+def _build_key(
+    rel: Release, java: str | None, providers: Sequence[Path], extra_args: Sequence[str]
+) -> str:
+    digest = hashlib.sha256(f"{rel.version} {java}".encode())
     for jar in sorted(providers, key=lambda p: p.name):
         digest.update(jar.name.encode() + jar.read_bytes())
     for arg in extra_args:
@@ -265,6 +341,7 @@ class KeycloakServer:
     """A running Keycloak. `url` is the base URL (no `/auth`), `realm` the imported realm."""
 
     url: str
+    version: str
     realm: str
     management_url: str
     process: subprocess.Popen[bytes] | None
@@ -323,15 +400,20 @@ def start_keycloak(
     port: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     env: dict[str, str] | None = None,
+    version: str | Release | None = None,
+    java_home: Path | str | None = None,
 ) -> KeycloakServer:
     """Start `kc.sh start-dev` on 127.0.0.1 with `realm_file` imported fresh; wait until ready.
 
     `providers` are jars copied into providers/ (e.g. the project's event listener);
     `extra_args` are appended to the command line (e.g.
-    `--spi-events-listener--jit-bridge--url=...`). The process dies with this Python
-    process (parent-death signal, own process group, atexit).
+    `--spi-events-listener--jit-bridge--url=...`). `version` picks a supported release
+    (default the newest) and `java_home` its JDK (default: see `java_home()`). The process
+    dies with this Python process (parent-death signal, own process group, atexit).
     """
-    home = fetch()
+    rel = release(version)
+    java = choose_jdk(rel, java_home)
+    home = fetch(rel)
     realm_file = Path(realm_file)
     realm = _realm_name(realm_file)
     providers = [Path(p) for p in providers]
@@ -339,16 +421,17 @@ def start_keycloak(
     run = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
     (run / OWNER_FILE).write_text(str(os.getpid()))
     _prepare_run_home(home, run, realm_file, providers)
-    key = _build_key(providers, extra_args)
+    key = _build_key(rel, java, providers, extra_args)
     prebuilt = _restore_build(run, key)
     http_port = port or _free_port()
-    management_port = _free_port()
+    # Keycloak 24 serves health on the HTTP port; 25+ on a separate management port.
+    management_port = _free_port() if rel.has_management_port else http_port
     command = [
         str(run / "bin" / "kc.sh"),
         "start-dev",
         "--http-host=127.0.0.1",
         f"--http-port={http_port}",
-        f"--http-management-port={management_port}",
+        *([f"--http-management-port={management_port}"] if rel.has_management_port else []),
         "--health-enabled=true",
         "--import-realm",
         *extra_args,
@@ -358,9 +441,10 @@ def start_keycloak(
         KC_BOOTSTRAP_ADMIN_USERNAME=ADMIN_USERNAME,
         KC_BOOTSTRAP_ADMIN_PASSWORD=ADMIN_PASSWORD,
     )
-    java_home = _java_home()
-    if java_home:
-        child_env["JAVA_HOME"] = java_home
+    if rel.major < 26:  # the bootstrap admin variables before Keycloak 26
+        child_env.update(KEYCLOAK_ADMIN=ADMIN_USERNAME, KEYCLOAK_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    if java:
+        child_env["JAVA_HOME"] = java
     child_env.update(env or {})
     log_path = run / "keycloak.log"
     began = time.monotonic()
@@ -377,6 +461,7 @@ def start_keycloak(
         )
     server = KeycloakServer(
         url=f"http://127.0.0.1:{http_port}",
+        version=rel.version,
         realm=realm,
         management_url=f"http://127.0.0.1:{management_port}",
         process=process,
@@ -427,10 +512,12 @@ def _state_file() -> Path:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    server = start_keycloak(Path(args.realm_file), port=args.port, timeout=args.timeout)
+    server = start_keycloak(
+        Path(args.realm_file), port=args.port, timeout=args.timeout, version=args.version
+    )
     assert server.process is not None
     _state_file().write_text(json.dumps({"pid": server.process.pid, "url": server.url}))
-    print(f"Keycloak {VERSION} ready in {server.started_in:.1f} s")
+    print(f"Keycloak {server.version} ready in {server.started_in:.1f} s")
     print(f"  URL:    {server.url}  (admin console {server.url}/admin, admin/admin)")
     print(f"  realm:  {server.realm}")
     print(f"  log:    {server.log_path}")
@@ -462,8 +549,13 @@ def _cmd_stop(_: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("fetch", help="fetch, verify and unpack the distribution")
+    versions = [r.version for r in SUPPORTED]
+    fetch_cmd = sub.add_parser("fetch", help="fetch, verify and unpack the distribution")
+    which = fetch_cmd.add_mutually_exclusive_group()
+    which.add_argument("--version", choices=versions, default=VERSION)
+    which.add_argument("--all", action="store_true", help="every supported release")
     start = sub.add_parser("start", help="start Keycloak and keep it running")
+    start.add_argument("--version", choices=versions, default=VERSION)
     start.add_argument("--realm-file", default=str(REALM_FILE))
     start.add_argument("--port", type=int, default=None, help="HTTP port (default: a free one)")
     start.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
@@ -471,7 +563,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
-            print(fetch())
+            for rel in SUPPORTED if args.all else (release(args.version),):
+                print(fetch(rel))
             return 0
         if args.command == "start":
             return _cmd_start(args)

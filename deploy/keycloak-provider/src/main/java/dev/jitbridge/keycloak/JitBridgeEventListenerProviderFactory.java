@@ -28,10 +28,14 @@ public final class JitBridgeEventListenerProviderFactory implements EventListene
 
     private static final Logger LOG = Logger.getLogger(JitBridgeEventListenerProviderFactory.class);
 
+    /** {@code ProviderConfigProperty.INTEGER_TYPE} of Keycloak 25+; Keycloak 24 has no such constant. */
+    private static final String INTEGER_TYPE = "Integer";
+
     private ListenerSettings settings;
     private String configurationError;
     private DeliveryQueue queue;
     private final AtomicBoolean reportedDisabled = new AtomicBoolean();
+    private final ListenerFailures failures = new ListenerFailures();
 
     @Override
     public String getId() {
@@ -41,7 +45,7 @@ public final class JitBridgeEventListenerProviderFactory implements EventListene
     @Override
     public void init(Config.Scope config) {
         try {
-            settings = ListenerSettings.read(config::get);
+            settings = ListenerSettings.read(SpiOptions.forKeycloak(config::get));
             LOG.infof("jit-bridge event listener configured: %s", settings);
         } catch (IllegalArgumentException e) {
             configurationError = e.getMessage();
@@ -70,7 +74,7 @@ public final class JitBridgeEventListenerProviderFactory implements EventListene
         if (queue == null) {
             return new Disabled();
         }
-        return new JitBridgeEventListenerProvider(session, settings.eventSelection(), queue::offer);
+        return new JitBridgeEventListenerProvider(session, settings.eventSelection(), queue::offer, failures);
     }
 
     @Override
@@ -78,6 +82,9 @@ public final class JitBridgeEventListenerProviderFactory implements EventListene
         if (queue != null) {
             queue.close();
             queue = null;
+        }
+        if (failures.count() > 0) {
+            LOG.warnf("jit-bridge listener could not forward %d event(s) since start", failures.count());
         }
     }
 
@@ -88,14 +95,14 @@ public final class JitBridgeEventListenerProviderFactory implements EventListene
                 .helpText("jit-bridge webhook URL, e.g. https://bridge.example/webhooks/keycloak (required)").add()
                 .property().name(ListenerSettings.SECRET).type(ProviderConfigProperty.PASSWORD).secret(true)
                 .helpText("HMAC secret shared with the bridge's webhook_secret (required)").add()
-                .property().name(ListenerSettings.CONNECT_TIMEOUT_MS).type(ProviderConfigProperty.INTEGER_TYPE)
+                .property().name(ListenerSettings.CONNECT_TIMEOUT_MS).type(INTEGER_TYPE)
                 .helpText("TCP connect timeout in ms (default " + ListenerSettings.DEFAULT_CONNECT_TIMEOUT_MS + ")").add()
-                .property().name(ListenerSettings.REQUEST_TIMEOUT_MS).type(ProviderConfigProperty.INTEGER_TYPE)
+                .property().name(ListenerSettings.REQUEST_TIMEOUT_MS).type(INTEGER_TYPE)
                 .helpText("Timeout of one POST in ms (default " + ListenerSettings.DEFAULT_REQUEST_TIMEOUT_MS + ")").add()
-                .property().name(ListenerSettings.QUEUE_SIZE).type(ProviderConfigProperty.INTEGER_TYPE)
+                .property().name(ListenerSettings.QUEUE_SIZE).type(INTEGER_TYPE)
                 .helpText("Events held in memory while the bridge is slow; more are dropped (default "
                         + DeliveryQueue.DEFAULT_CAPACITY + ")").add()
-                .property().name(ListenerSettings.MAX_ATTEMPTS).type(ProviderConfigProperty.INTEGER_TYPE)
+                .property().name(ListenerSettings.MAX_ATTEMPTS).type(INTEGER_TYPE)
                 .helpText("Delivery attempts per event, first included (default " + RetryPolicy.DEFAULT_MAX_ATTEMPTS + ")").add()
                 .property().name(ListenerSettings.EVENT_TYPES).type(ProviderConfigProperty.STRING_TYPE)
                 .helpText("Comma list of forwarded events: LOGIN for user events, GROUP_MEMBERSHIP:CREATE for admin "

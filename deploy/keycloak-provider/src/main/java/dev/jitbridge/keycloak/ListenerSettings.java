@@ -9,7 +9,8 @@ import java.util.function.Function;
  * The listener's SPI options, read from Keycloak's {@code Config.Scope} through a plain lookup
  * function so that parsing can be tested without Keycloak.
  *
- * <p>Options (CLI form {@code --spi-events-listener--jit-bridge--<name>=...}): {@code url},
+ * <p>Options (CLI form {@code --spi-events-listener--jit-bridge--<name>=...}, or the older
+ * {@code --spi-events-listener-jit-bridge-<name>=...}; see {@link SpiOptions}): {@code url},
  * {@code secret}, {@code connect-timeout-ms}, {@code request-timeout-ms}, {@code queue-size},
  * {@code max-attempts}, {@code event-types}.
  */
@@ -27,6 +28,7 @@ public final class ListenerSettings {
     public static final int DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
 
     private static final String OPTION_PREFIX = "--spi-events-listener--jit-bridge--";
+    private static final String LEGACY_OPTION_PREFIX = "--spi-events-listener-jit-bridge-";
 
     private final URI url;
     private final String secret;
@@ -63,7 +65,8 @@ public final class ListenerSettings {
         String url = text(option, URL);
         if (url == null) {
             throw new IllegalArgumentException(
-                    "no bridge URL configured; set " + OPTION_PREFIX + URL + "=https://bridge.example/webhooks/keycloak");
+                    "no bridge URL configured; set " + OPTION_PREFIX + URL + "=https://bridge.example/webhooks/keycloak"
+                            + " (or " + LEGACY_OPTION_PREFIX + URL + ", or KC_SPI_EVENTS_LISTENER__JIT_BRIDGE__URL)");
         }
         String secret = text(option, SECRET);
         if (secret == null) {

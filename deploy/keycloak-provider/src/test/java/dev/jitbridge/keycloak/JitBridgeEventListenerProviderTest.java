@@ -28,6 +28,7 @@ class JitBridgeEventListenerProviderTest {
 
     private final List<KeycloakTransaction> afterCompletion = new ArrayList<>();
     private final List<BridgeEvent> queued = new ArrayList<>();
+    private final ListenerFailures failures = new ListenerFailures();
 
     @SuppressWarnings("unchecked")
     private static <T> T stub(Class<T> type, java.util.function.Function<String, Object> answers) {
@@ -70,7 +71,7 @@ class JitBridgeEventListenerProviderTest {
     }
 
     private JitBridgeEventListenerProvider provider() {
-        return new JitBridgeEventListenerProvider(session(), EventSelection.defaults(), queued::add);
+        return new JitBridgeEventListenerProvider(session(), EventSelection.defaults(), queued::add, failures);
     }
 
     private static Event login() {
@@ -119,7 +120,6 @@ class JitBridgeEventListenerProviderTest {
         membership.setId("ev-admin");
         membership.setTime(2L);
         membership.setRealmId("3b9a-realm-id");
-        membership.setRealmName("acme");
         membership.setResourceType(ResourceType.GROUP_MEMBERSHIP);
         membership.setOperationType(OperationType.DELETE);
         membership.setResourcePath("users/u-2/groups/g-1");
@@ -131,7 +131,7 @@ class JitBridgeEventListenerProviderTest {
         assertEquals(1, afterCompletion.size());
         assertEquals(List.of("ev-login", "ev-admin"), queued.stream().map(BridgeEvent::id).toList());
         assertEquals(
-                "{\"id\":\"ev-admin\",\"time\":2,\"realm\":\"acme\",\"kind\":\"admin\",\"type\":\"GROUP_MEMBERSHIP\","
+                "{\"id\":\"ev-admin\",\"time\":2,\"realm\":\"Acme Corp\",\"kind\":\"admin\",\"type\":\"GROUP_MEMBERSHIP\","
                         + "\"user_id\":\"u-2\",\"operation\":\"DELETE\",\"resource_type\":\"GROUP_MEMBERSHIP\","
                         + "\"resource_path\":\"users/u-2/groups/g-1\"}",
                 body(queued.get(1)));
@@ -157,9 +157,50 @@ class JitBridgeEventListenerProviderTest {
     void neverThrowsIntoKeycloak() {
         KeycloakSession broken = stub(KeycloakSession.class, name -> null);
         JitBridgeEventListenerProvider provider =
-                new JitBridgeEventListenerProvider(broken, EventSelection.defaults(), queued::add);
+                new JitBridgeEventListenerProvider(broken, EventSelection.defaults(), queued::add, failures);
 
         assertDoesNotThrow(() -> provider.onEvent(login()));
         assertTrue(queued.isEmpty());
+        assertEquals(1, failures.count());
+    }
+
+    /** What Keycloak 26.x hands over: the event carries its realm's name (24.x events do not). */
+    public static final class NamedRealmEvent extends Event {
+        public String getRealmName() {
+            return "carried-name";
+        }
+    }
+
+    @Test
+    void usesTheRealmNameTheEventCarriesWhenTheReleaseHasIt() {
+        JitBridgeEventListenerProvider provider = provider();
+        Event event = new NamedRealmEvent();
+        event.setId("ev-named");
+        event.setType(EventType.LOGIN);
+        event.setRealmId("3b9a-realm-id");
+
+        provider.onEvent(event);
+        afterCompletion.get(0).commit();
+
+        assertTrue(body(queued.get(0)).contains("\"realm\":\"carried-name\""), body(queued.get(0)));
+    }
+
+    @Test
+    void anApiTheRunningReleaseLacksIsCountedNotThrown() {
+        KeycloakSession session = stub(KeycloakSession.class, name -> {
+            throw new NoSuchMethodError("'org.keycloak.models.RealmProvider org.keycloak.models.KeycloakSession.realms()'");
+        });
+        JitBridgeEventListenerProvider provider =
+                new JitBridgeEventListenerProvider(session, EventSelection.defaults(), queued::add, failures);
+        AdminEvent membership = new AdminEvent();
+        membership.setId("ev-admin");
+        membership.setRealmId("3b9a-realm-id");
+        membership.setResourceType(ResourceType.GROUP_MEMBERSHIP);
+        membership.setOperationType(OperationType.CREATE);
+
+        assertDoesNotThrow(() -> provider.onEvent(login()));
+        assertDoesNotThrow(() -> provider.onEvent(membership, false));
+        assertTrue(queued.isEmpty());
+        assertEquals(2, failures.count());
     }
 }
