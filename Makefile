@@ -20,7 +20,7 @@ system:
 	bash deploy/system-packages.sh
 
 keycloak: $(STAMP)
-	$(PY) deploy/keycloak/keycloak.py fetch
+	$(PY) deploy/keycloak/keycloak.py fetch --all
 
 provider: system
 	bash deploy/keycloak-provider/build.sh >/dev/null

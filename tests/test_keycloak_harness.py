@@ -200,3 +200,26 @@ def test_bridge_client_cannot_change_the_realm(keycloak: TestKeycloak) -> None:
         f"admin/realms/{keycloak.realm}/users/{alice}", data='{"firstName": "Mallory"}'
     )
     assert response.status_code == 403
+
+
+def test_an_unsupported_release_is_refused_naming_the_supported_ones() -> None:
+    refused = r"23\.0\.7 is not a supported release; use one of 24\.0\.5"
+    with pytest.raises(harness.KeycloakHarnessError, match=refused):
+        harness.start_keycloak(version="23.0.7")
+
+
+def test_each_release_runs_on_the_jdk_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JIT_BRIDGE_KEYCLOAK_JAVA_HOME", raising=False)
+    monkeypatch.setenv("JAVA_HOME", "/somewhere/else")
+    jdk = tmp_path / "jdk-25"
+    (jdk / "bin").mkdir(parents=True)
+    (jdk / "bin" / "java").write_text("")
+    monkeypatch.setattr(harness, "JDKS", {17: tmp_path / "missing", 25: jdk})
+
+    assert harness.choose_jdk(harness.Release("26.7.3", java=25)) == str(jdk)
+    assert harness.choose_jdk(harness.Release("24.0.5")) == "/somewhere/else"  # 17 missing
+    assert harness.choose_jdk(harness.OLDEST, jdk) == str(jdk)  # asked for explicitly
+    with pytest.raises(harness.KeycloakHarnessError, match="has no bin/java"):
+        harness.choose_jdk(harness.OLDEST, tmp_path)

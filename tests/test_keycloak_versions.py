@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from bridge.intake.poller import KeycloakAdminEventReader
 from bridge.intake.signatures import verify_jit_bridge_signature
 from tests.fixtures.keycloak import (
     REPO,
@@ -131,10 +132,23 @@ def test_listener_delivers_signed_login_and_membership_events(
         try:
             group = sandbox.create_group("/Matrix")
             username, user_id = sandbox.create_user("matrix", password="matrix-pw")
+            since_ms = int(time.time() * 1000) - 1000
             keycloak.login(username, "matrix-pw")
             keycloak.add_to_group(username, group)
             login = recorder.wait_for("user", "LOGIN", user_id)
             membership = recorder.wait_for("admin", "GROUP_MEMBERSHIP", user_id)
+            # The poller's reader finds the same two events in Keycloak's event store.
+            reader = KeycloakAdminEventReader(keycloak.admin)
+            stored_logins = [
+                e
+                for e in reader.user_events(since_ms, 0, 100)
+                if e.get("type") == "LOGIN" and e.get("userId") == user_id
+            ]
+            stored_changes = [
+                e
+                for e in reader.admin_events(since_ms, 0, 100)
+                if str(e.get("resourcePath", "")).startswith(f"users/{user_id}/groups/")
+            ]
         finally:
             sandbox.cleanup()
             recorder.close()
@@ -149,8 +163,15 @@ def test_listener_delivers_signed_login_and_membership_events(
         assert delivery.event["id"]  # the bridge refuses events without an id
     assert membership.event["operation"] == "CREATE"
     assert membership.event["resource_path"].startswith(f"users/{user_id}/groups/")
+    assert len(stored_logins) == 1
+    assert len(stored_changes) == 1
+    documented = _table(REPO / "docs" / "keycloak-listener.md")[release.version]
+    assert documented["event-store dateFrom"] == ("day" if reader.reads_by_day else "epoch ms")
     assert f"Keycloak {release.version} " in log
+    # url came in the double-dash spelling, secret in the single-dash one, max-attempts as
+    # KC_SPI_EVENTS_LISTENER__JIT_BRIDGE__MAX_ATTEMPTS (tests/fixtures/keycloak.py).
     assert "jit-bridge event listener configured" in log
+    assert "max-attempts=6," in log
     for gap in ("LinkageError", "NoSuchMethodError", "could not forward", "is disabled"):
         assert gap not in log
 
@@ -159,22 +180,28 @@ def test_listener_delivers_signed_login_and_membership_events(
 # The documented tables and the pom stay in step with the pinned releases.
 
 
-def _table_versions(path: Path) -> list[str]:
-    """The Keycloak versions of the table under the 'Supported Keycloak versions' heading."""
+def _table(path: Path) -> dict[str, dict[str, str]]:
+    """The table under the 'Supported Keycloak versions' heading: release → column → cell."""
     text = path.read_text()
     match = re.search(r"^#+ Supported Keycloak versions\n(.*?)(?=^#)", text, re.M | re.S)
     assert match, f"{path.name} has no 'Supported Keycloak versions' section"
     rows = [line for line in match.group(1).splitlines() if line.startswith("|")]
-    versions = []
-    for row in rows[2:]:  # header and separator first
-        cell = row.split("|")[2].strip().strip("`")
-        versions.append(cell)
-    return versions
+    cells = [[c.strip().strip("`") for c in row.strip().strip("|").split("|")] for row in rows]
+    header, body = cells[0], cells[2:]  # then the separator row
+    return {row[1]: dict(zip(header, row, strict=True)) for row in body}
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/keycloak-listener.md"])
 def test_documented_version_table_matches_the_pinned_releases(doc: str) -> None:
-    assert _table_versions(REPO / doc) == [r.version for r in HARNESS.SUPPORTED]
+    table = _table(REPO / doc)
+    assert list(table) == [r.version for r in HARNESS.SUPPORTED]
+    for rel in HARNESS.SUPPORTED:
+        assert table[rel.version]["line"] == rel.line
+        assert table[rel.version]["Java in CI"] == str(rel.java)
+
+
+def test_both_documents_show_the_same_table() -> None:
+    assert _table(REPO / "README.md") == _table(REPO / "docs" / "keycloak-listener.md")
 
 
 def test_listener_compiles_against_the_oldest_supported_release() -> None:

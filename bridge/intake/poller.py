@@ -102,6 +102,11 @@ class KeycloakAdminEventReader:
         self._by_day = False
         self._snapshot: tuple[str, int, list[dict[str, Any]]] | None = None
 
+    @property
+    def reads_by_day(self) -> bool:
+        """True once Keycloak refused an epoch-millisecond `dateFrom` (before 26.2)."""
+        return self._by_day
+
     def user_events(self, date_from_ms: int, first: int, max: int) -> list[dict[str, Any]]:
         return self._read("user", date_from_ms, first, max)
 
