@@ -31,6 +31,7 @@ pytest_plugins = [
 SERVICE_FIXTURES = {
     "keycloak": "keycloak",
     "phasetwo_keycloak": "keycloak",
+    "keycloak_oldest": "keycloak",
     "postgres": "postgres",
     "scim_server_process": "scim",
     "bridge_service": "bridge_process",

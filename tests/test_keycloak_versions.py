@@ -118,6 +118,7 @@ def keycloak_of(release: Any, request: pytest.FixtureRequest) -> Iterator[TestKe
 
 
 @pytest.mark.keycloak_matrix
+@pytest.mark.keycloak
 @pytest.mark.slow
 @pytest.mark.parametrize("release", HARNESS.SUPPORTED, ids=lambda r: f"keycloak-{r.version}")
 def test_listener_delivers_signed_login_and_membership_events(
