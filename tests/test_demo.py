@@ -91,7 +91,7 @@ def test_demo_shows_access_following_keycloak_and_cleans_up() -> None:
 
     assert done.returncode == 0, f"demo failed:\n{done.stdout}\n{done.stderr}"
     steps = tables(done.stdout)
-    assert len(steps) == 5, done.stdout  # before anything, then after each of 4 steps
+    assert len(steps) == 6, done.stdout  # before anything, then after each of 5 steps
     assert steps[0] == {}
     after_logins, after_group_change = steps[3], steps[4]
     assert after_logins == {
@@ -113,6 +113,14 @@ def test_demo_shows_access_following_keycloak_and_cleans_up() -> None:
         "bob@example.com": {"Incident Response / Tier 1": "VIEWER"},
     }
     assert re.search(r"bob@example\.com remove_membership Analytics", done.stdout)
+    # Joining an organization's group through Keycloak Organizations gave its team.
+    assert steps[5] == {
+        **after_group_change,
+        "alice@example.com": {
+            **after_logins["alice@example.com"],
+            "Customer Support": "EDITOR",
+        },
+    }
     assert "Where to go next" in done.stdout
 
     assert processes_with(marker) == []

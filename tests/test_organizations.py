@@ -28,9 +28,11 @@ from bridge.model import IdentityView, Member, TargetState, TargetUser, Team
 from bridge.planner import plan
 from bridge.policy import Policy
 from bridge.resolve import DesiredAccessMemo, desired_access
+from tests.fixtures.bridge import BridgeFactory
 from tests.fixtures.keycloak import KeycloakSandbox, TestKeycloak
 from tests.fixtures.organizations import OrganizationSandbox, grant_realm_management
 from tests.scenarios.builders import mapping, person
+from tests.tines_fake import TinesFake
 
 ENHANCED = Policy(mode="enhanced")
 ORG = "11111111-2222-3333-4444-555555555555"
@@ -364,3 +366,69 @@ def test_organization_selectors_need_view_organizations_and_nothing_more(
         }
     finally:
         admin.delete_client(admin.get_client_id(client_id))
+
+
+def test_organization_membership_changes_reach_the_target_through_the_listener(
+    bridge_service: BridgeFactory,
+    tines_fake: TinesFake,
+    keycloak: TestKeycloak,
+    keycloak_sandbox: KeycloakSandbox,
+    organization_sandbox: OrganizationSandbox,
+) -> None:
+    assert keycloak.listener_port is not None, "the session Keycloak must run the listener"
+    alias, org_id = organization_sandbox.create("acme", groups=("/Sales",))
+    tines_fake.state.add_team("Org")
+    tines_fake.state.add_team("Sales")
+    bridge = bridge_service(
+        mapping={
+            "mappings": [
+                {"group_name": f"organization:{alias}", "team_name": "Org", "role_name": "VIEWER"},
+                {
+                    "group_name": f"organization:{alias}/Sales",
+                    "team_name": "Sales",
+                    "role_name": "EDITOR",
+                },
+            ]
+        },
+        tines=tines_fake,
+        keycloak=keycloak,
+        port=keycloak.listener_port,
+        mode="enhanced",
+        poll_events=False,
+        reconcile_interval=0,
+    )
+    username, user_id = keycloak_sandbox.create_user("member", password=PASSWORD)
+    email = f"{username}@example.com"
+    organization_sandbox.add_member(org_id, user_id)
+    keycloak.login(username, PASSWORD)
+    bridge.wait_until(
+        lambda: teams_of(tines_fake, email) == {"Org": "VIEWER"}, 60, f"{email} created in Org"
+    )
+
+    organization_sandbox.add_to_group(org_id, "/Sales", user_id)
+    bridge.wait_until(
+        lambda: teams_of(tines_fake, email) == {"Org": "VIEWER", "Sales": "EDITOR"},
+        60,
+        f"{email} added to Sales through ORGANIZATION_GROUP_MEMBERSHIP",
+    )
+    organization_sandbox.remove_member(org_id, user_id)
+    bridge.wait_until(
+        lambda: teams_of(tines_fake, email) == {},
+        60,
+        f"{email} out of every team through ORGANIZATION_MEMBERSHIP DELETE",
+    )
+    events = keycloak.admin.get_admin_events(
+        {"resourceTypes": "ORGANIZATION_MEMBERSHIP", "operationTypes": "DELETE", "max": 100}
+    )
+    ids = {str(e["id"]) for e in events if user_id in str(e.get("resourcePath", ""))}
+    audit = bridge.admin("GET", "audit", params={"user": email}).json()
+    causes = {c for r in audit if r["op"] == "remove_membership" for c in r["trigger"].split(",")}
+    assert causes & ids, f"the removals name {causes}, not the organization event {ids}"
+
+
+def teams_of(tines: TinesFake, email: str) -> dict[str, str]:
+    state = tines.state.export()
+    user = next((u for u in state.users if u.email.lower() == email), None)
+    if user is None:
+        return {}
+    return {t.name: m.role for t in state.teams for m in t.members if m.user_id == user.id}

@@ -53,6 +53,7 @@ MAPPING_FILE = Path(__file__).resolve().with_name("mapping.json")
 BRIDGE_CLIENT_ID, BRIDGE_CLIENT_SECRET = "jit-bridge", "jit-bridge-secret"
 LOGIN_CLIENT_ID, LOGIN_CLIENT_SECRET = "jit-bridge-login", "jit-bridge-login-secret"
 OWNER_GROUP = "Tenant Owners"
+ORGANIZATION = "acme"  # a Keycloak organization alice is a member of (seeded at start)
 SCIM_TENANT = "demo"
 
 START_TIMEOUT = 60.0  # scim2-server and jit-bridge each
@@ -205,6 +206,7 @@ class Stack:
     scim: Child | None = None
     bridge: Child | None = None
     keycloak: Any = None  # the harness's KeycloakServer
+    organization_id: str = ""  # the seeded organization's id
     scim_url: str = ""
 
     # -- scim2-server ---------------------------------------------------------------------
@@ -243,6 +245,27 @@ class Stack:
             ],
         )
         self._enable_listener()
+        self._seed_organization()
+
+    def _seed_organization(self) -> None:
+        """Keycloak Organizations on, with the organization `acme` (group /Support) that
+        alice belongs to, and `view-organizations` for the bridge: the one role organization
+        selectors need. Done here, not in the realm file, which older Keycloaks import too."""
+        admin = self.admin()
+        realm = self.keycloak.realm
+        admin.update_realm(realm, {"organizationsEnabled": True})
+        management = admin.get_client_id("realm-management")
+        account = admin.get_client_service_account_user(admin.get_client_id(BRIDGE_CLIENT_ID))
+        role = admin.get_client_role(management, "view-organizations")
+        admin.assign_client_role(account["id"], management, [role])
+        base = f"admin/realms/{realm}/organizations"
+        body = {"name": "Acme Corp", "alias": ORGANIZATION, "domains": [{"name": "acme.example"}]}
+        admin.connection.raw_post(base, data=json.dumps(body))
+        org_id = admin.connection.raw_get(base, search="Acme Corp", exact="true").json()[0]["id"]
+        admin.connection.raw_post(f"{base}/{org_id}/groups", data=json.dumps({"name": "Support"}))
+        alice = admin.get_user_id("alice")
+        admin.connection.raw_post(f"{base}/{org_id}/members", data=json.dumps(alice))
+        self.organization_id = str(org_id)
 
     def _enable_listener(self) -> None:
         """Switch the listener on in the realm, keeping the listeners already there."""
@@ -467,6 +490,18 @@ class Demo:
         admin.group_user_remove(self.user_id(username), admin.get_group_by_path(group_path)["id"])
         self.await_reconcile(username, before)
 
+    def add_to_organization_group(self, username: str, group_path: str) -> None:
+        admin = self.stack.admin()
+        base = f"admin/realms/{self.stack.keycloak.realm}/organizations/"
+        base += self.stack.organization_id
+        path = group_path.lstrip("/")
+        group = admin.connection.raw_get(f"{base}/groups/group-by-path/{path}").json()
+        before = self.run_ids()
+        admin.connection.raw_put(
+            f"{base}/groups/{group['id']}/members/{self.user_id(username)}", data="{}"
+        )
+        self.await_reconcile(username, before)
+
     def step(self, number: int, title: str, explanation: str, action: Callable[[], None]) -> None:
         heading(f"Step {number}: {title}")
         say(explanation)
@@ -486,7 +521,7 @@ class Demo:
             place = entry["team_name"] + (
                 f" / {entry['case_group_name']}" if "case_group_name" in entry else ""
             )
-            print(f"  {entry['group_name']:<12} -> {place:<28} {entry['role_name']}")
+            print(f"  {entry['group_name']:<24} -> {place:<28} {entry['role_name']}")
         self.show_target()
 
         self.step(
@@ -519,6 +554,15 @@ class Demo:
             "the group-membership event alone makes jit-bridge re-check bob, and his Analytics "
             "role goes away. (Plain JIT, like Tines, would wait for his next login.)",
             lambda: self.remove_from_group("bob", "/Analysts"),
+        )
+        self.step(
+            5,
+            f"alice joins the group /Support of the organization '{ORGANIZATION}'",
+            f"Keycloak Organizations group users by customer or partner. alice is a member of "
+            f"the organization '{ORGANIZATION}'; an administrator now adds her to its /Support "
+            f"group. 'organization:{ORGANIZATION}/Support' in the mapping gives the Customer "
+            "Support team, and the organization event re-checks alice at once.",
+            lambda: self.add_to_organization_group("alice", "/Support"),
         )
 
         heading("The audit trail (`jit-bridge audit`)")
