@@ -13,9 +13,9 @@ and one after the other, each in a fresh process:
    included), its output to a file; wall time and the process's peak RSS (from wait4);
 3. `jit-bridge --help`, wall time (the command's start-up alone).
 
-The ratio is (2) / (1). `--repeat N` runs each step N times and keeps the fastest, which
-is the steadiest figure on a shared machine. The plan's SHA-256 is printed so two commits
-can be shown to plan byte for byte the same.
+The ratio is (2) / (1), of wall time and of CPU time (user + system; on a shared machine the
+steadier of the two). `--repeat N` runs each step N times and keeps the fastest. The plan's
+SHA-256 is printed so two commits can be shown to plan byte for byte the same.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from bench.org import OWNERS, Org, Shape, build
 
 _LOAD = """
 import json, sys, time
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 for path in sys.argv[1:]:
     with open(path, "rb") as handle:
         json.load(handle)
-print(time.perf_counter() - start)
+print(time.perf_counter() - start, time.process_time() - cpu)
 """
 
 
@@ -99,8 +99,8 @@ def write_inputs(org: Org, folder: Path) -> dict[str, Path]:
     return files
 
 
-def _run(command: list[str], stdout: Any) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
+def _run(command: list[str], stdout: Any) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds (user + system) of one child process."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(process.pid, 0)
@@ -111,7 +111,7 @@ def _run(command: list[str], stdout: Any) -> tuple[float, float]:
     process.stderr.close()
     if process.returncode not in (0, 4):
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{errors}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def measure(users: int, drift: float, repeat: int, keep: Path | None) -> dict[str, Any]:
@@ -133,7 +133,8 @@ def measure(users: int, drift: float, repeat: int, keep: Path | None) -> dict[st
                 text=True,
                 check=True,
             )
-            loads.append(float(load.stdout))
+            wall_s, cpu_s = load.stdout.split()
+            loads.append((float(wall_s), float(cpu_s)))
             with out.open("wb") as handle:
                 plans.append(
                     _run(
@@ -156,11 +157,13 @@ def measure(users: int, drift: float, repeat: int, keep: Path | None) -> dict[st
                         handle,
                     )
                 )
-            helps.append(_run([command, "--help"], subprocess.DEVNULL)[0])
+            helps.append(_run([command, "--help"], subprocess.DEVNULL))
         plan_text = out.read_bytes()
         plan = json.loads(plan_text)
-        load_s = min(loads)
-        plan_s = min(wall for wall, _ in plans)
+        load_s = min(wall for wall, _ in loads)
+        load_cpu = min(cpu for _, cpu in loads)
+        plan_s = min(wall for wall, _, _ in plans)
+        plan_cpu = min(cpu for _, _, cpu in plans)
         return {
             "users": users,
             "owners": OWNERS,
@@ -168,8 +171,12 @@ def measure(users: int, drift: float, repeat: int, keep: Path | None) -> dict[st
             "json_load_s": round(load_s, 3),
             "plan_s": round(plan_s, 2),
             "ratio": round(plan_s / load_s, 1),
-            "plan_peak_rss_mb": round(max(rss for _, rss in plans), 1),
-            "help_s": round(min(helps), 3),
+            "json_load_cpu_s": round(load_cpu, 3),
+            "plan_cpu_s": round(plan_cpu, 2),
+            "cpu_ratio": round(plan_cpu / load_cpu, 1),
+            "plan_peak_rss_mb": round(max(rss for _, rss, _ in plans), 1),
+            "help_s": round(min(wall for wall, _, _ in helps), 3),
+            "help_cpu_s": round(min(cpu for _, _, cpu in helps), 3),
             "operations": len(plan["operations"]),
             "skipped": len(plan["skipped"]),
             "held": len(plan["held"]),

@@ -98,9 +98,7 @@ def _wiring(
     from bridge.targets.tines import TinesTarget
 
     mapping = load_mapping(Path(info["mapping"]))
-    source = KeycloakSource(
-        info["keycloak"], "bench", "jit-bridge", "bench-secret", mapping=mapping
-    )
+    source = KeycloakSource(info["keycloak"], "bench", "jit-bridge", "bench-secret")
     target = TinesTarget(info["target"], "bench-key")
     store = Store.open(f"sqlite:///{store_dir}/bench.db")
     store.upgrade()
