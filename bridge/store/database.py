@@ -150,6 +150,17 @@ def upsert(
     connection.execute(insert.on_conflict_do_update(index_elements=key_columns, set_=changes))
 
 
+def upsert_many(
+    connection: Connection, table: Table, rows: list[dict[str, Any]], key_columns: list[str]
+) -> None:
+    """`upsert` of many rows with the same columns: one statement, executed for each row."""
+    if not rows:
+        return
+    insert = dialect_insert(connection, table)
+    changes = {name: insert.excluded[name] for name in rows[0] if name not in key_columns}
+    connection.execute(insert.on_conflict_do_update(index_elements=key_columns, set_=changes), rows)
+
+
 def dialect_insert(connection: Connection, table: Table) -> sqlite.Insert | postgresql.Insert:
     if connection.dialect.name == "postgresql":
         return postgresql.insert(table)

@@ -1,0 +1,51 @@
+"""Keycloak id ↔ account pairs, on SQLite and PostgreSQL: a full reconcile saves thousands at
+once; an account keeps one pair; only changes are written."""
+
+from __future__ import annotations
+
+from bridge.model import AccountPair
+from bridge.store import Store
+
+pytest_plugins = ["tests.fixtures.store_db"]
+
+
+def pair(user: str, account: str, email: str | None = None) -> AccountPair:
+    return AccountPair(user_id=user, account_id=account, email=email or f"{user}@example.com")
+
+
+def test_many_pairs_are_saved_at_once_and_saving_them_again_changes_nothing(
+    store: Store,
+) -> None:
+    found = [pair(f"kc-{n:04d}", f"acct-{n}", f"User{n}@Example.com") for n in range(1200)]
+
+    assert store.save_pairs("tines", found) == 1200
+    assert store.save_pairs("tines", found) == 0
+
+    stored = {p.user_id: p for p in store.all_pairs("tines")}
+    assert len(stored) == 1200
+    assert stored["kc-0007"] == pair("kc-0007", "acct-7", "user7@example.com")
+    assert store.all_pairs("scim") == []
+
+
+def test_an_account_paired_with_another_user_leaves_its_old_pair(store: Store) -> None:
+    store.save_pairs("tines", [pair("kc-a", "1"), pair("kc-b", "2"), pair("kc-c", "3")])
+
+    # kc-d takes account 1; kc-b's email changes; kc-c is as before
+    changed = store.save_pairs(
+        "tines", [pair("kc-d", "1"), pair("kc-b", "2", "bee@example.com"), pair("kc-c", "3")]
+    )
+
+    assert changed == 2
+    assert sorted(store.all_pairs("tines"), key=lambda p: p.user_id) == [
+        pair("kc-b", "2", "bee@example.com"),
+        pair("kc-c", "3"),
+        pair("kc-d", "1"),
+    ]
+
+
+def test_one_account_named_twice_in_one_save_ends_with_the_last_user(store: Store) -> None:
+    store.save_pairs("tines", [pair("kc-a", "0")])
+
+    store.save_pairs("tines", [pair("kc-a", "1"), pair("kc-b", "1")])
+
+    assert store.all_pairs("tines") == [pair("kc-b", "1")]
