@@ -8,8 +8,11 @@ deliveries) and removes it afterwards.
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -225,3 +228,109 @@ def test_an_event_from_another_realm_changes_nothing(
         assert bridge.admin("GET", "status").json()["queue_depth"] == 0
     finally:
         p2.delete_webhook(p2.other_realm, hook)
+
+
+@pytest.mark.slow
+@pytest.mark.bridge_process  # `jit-bridge run`, started here from what init wrote
+def test_init_sets_up_phase_twos_webhook_and_undo_takes_it_back(
+    phasetwo_keycloak: PhaseTwoKeycloak, tmp_path: Path, tines_fake: TinesFake
+) -> None:
+    """`jit-bridge init --events phasetwo` (the setup docs/phase-two.md leads with) on a realm
+    with nothing configured: the webhook, the extension's listener, a provisioned login
+    through them, and `--undo` leaves the realm as it was."""
+    from tests.test_init import (
+        ADMIN,
+        ADMIN_PASSWORD,
+        MAPPING,
+        FreshRealm,
+        InitFiles,
+        add_user,
+        changed,
+        grant,
+        init_args,
+        jit_bridge,
+        tines_role,
+    )
+
+    keycloak = phasetwo_keycloak.keycloak
+    tines_fake.state.add_team("Analytics")
+    name = "p2init-" + uuid.uuid4().hex[:8]
+    keycloak.admin.create_realm({"realm": name, "enabled": True}, skip_exists=False)
+    realm = FreshRealm(keycloak, name)
+    try:
+        realm.raw(
+            "POST",
+            "/clients",
+            {
+                "clientId": "login",
+                "publicClient": True,
+                "directAccessGrantsEnabled": True,
+                "standardFlowEnabled": False,
+            },
+        )
+        realm.raw("POST", "/groups", {"name": "Analysts"})
+        add_user(realm, ADMIN, [], password=ADMIN_PASSWORD)
+        grant(realm, ADMIN, ["realm-admin"])
+        email = add_user(realm, "ann", ["/Analysts"])
+        before = realm.state()
+        files = InitFiles(
+            tmp_path, tmp_path / "mapping.json", tmp_path / "admin-password", tmp_path / "key"
+        )
+        files.mapping.write_text(json.dumps(MAPPING), encoding="utf-8")
+        files.admin_password.write_text(ADMIN_PASSWORD, encoding="utf-8")
+        files.tines_key.write_text(tines_fake.api_key, encoding="utf-8")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/webhooks/keycloak"
+        args = init_args(
+            realm,
+            files,
+            tines_fake,
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--events",
+            "phasetwo",
+            "--webhook-url",
+            url,
+            "--mode",
+            "enhanced",
+        )
+        done = jit_bridge(files.workdir, *args)
+        assert done.returncode == 0, done.stdout + done.stderr
+        hooks = phasetwo_keycloak.call("GET", f"realms/{name}/webhooks")
+        assert [h["url"] for h in hooks] == [url]
+        listeners = realm.raw("GET", "/events/config")["eventsListeners"]
+        assert "ext-event-webhook" in listeners
+        again = jit_bridge(files.workdir, *args)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "nothing to change" in again.stdout
+
+        bridge = BridgeProcess(
+            settings={"JIT_BRIDGE_SETTINGS": str(files.settings_dir / "bridge.toml")},
+            workdir=files.workdir,
+            port=port,
+        )
+        try:
+            bridge.start()
+            realm.login("ann")
+            bridge.wait_until(
+                lambda: tines_role(tines_fake, email, "Analytics") == "EDITOR",
+                DELIVERY,
+                "ann provisioned through Phase Two's webhook",
+            )
+            assert webhook_results(bridge).get("queued", 0) >= 1
+        finally:
+            bridge.kill()
+
+        undone = jit_bridge(
+            files.workdir,
+            "init",
+            "--undo",
+            "--non-interactive",
+            "--admin-password-file",
+            str(files.admin_password),
+        )
+        assert undone.returncode == 0, undone.stdout + undone.stderr
+        assert phasetwo_keycloak.call("GET", f"realms/{name}/webhooks") == []
+        assert changed(before, realm.state()) == {}
+    finally:
+        keycloak.admin.connection.raw_delete(f"admin/realms/{name}")
