@@ -160,6 +160,9 @@ def test_login_of_a_new_user_reaches_the_target_through_the_listener(
     assert created & login_event_ids(keycloak, user_id), (
         f"the audit trigger {created} names no LOGIN event of {username}"
     )
+    # The listener speaks plain HTTP/1.1: no h2c upgrade for the server to warn about.
+    assert "Unsupported upgrade request" not in bridge.log()
+    assert " WARNING " not in bridge.log()
 
 
 def test_enhanced_group_removal_syncs_without_a_login(

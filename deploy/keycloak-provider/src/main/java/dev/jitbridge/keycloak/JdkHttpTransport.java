@@ -15,7 +15,10 @@ public final class JdkHttpTransport implements HttpTransport {
     private final Duration requestTimeout;
 
     public JdkHttpTransport(Duration connectTimeout, Duration requestTimeout) {
+        // HTTP/1.1 only: the JDK's default (HTTP/2) sends an h2c upgrade header on plain http://,
+        // which the bridge's server does not speak and logs a warning about for every delivery.
         this.client = HttpClient.newBuilder()
+                .version(HttpClient.Version.HTTP_1_1)
                 .connectTimeout(connectTimeout)
                 .followRedirects(HttpClient.Redirect.NEVER)
                 .build();
