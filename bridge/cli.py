@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bridge.progress import RunProgress, TerminalProgress
+
 # Only what parsing the command line needs is imported here: each command imports what it
 # uses, so `--help` or an offline `plan` never loads the web, database or HTTP stacks.
 if TYPE_CHECKING:
@@ -22,7 +24,11 @@ if TYPE_CHECKING:
 
     from bridge.mapping import Mapping
     from bridge.model import Plan, Trigger
+    from bridge.overview import QueueView, RunView, StatusView
     from bridge.settings import Settings
+    from bridge.store import QueueEntry
+
+log = logging.getLogger("bridge.cli")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_HELD, EXIT_CHANGES = 0, 1, 2, 3, 4
 
@@ -39,19 +45,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from pydantic import ValidationError
 
+    from bridge.logs import configure_logging
     from bridge.mapping_file import MappingError
-    from bridge.settings import SettingsError, load_settings
+    from bridge.settings import SettingsError, load_settings, unknown_environment
     from bridge.sources.base import SourceError
     from bridge.targets.base import TargetError
     from bridge.wiring import SnapshotError
 
     try:
         settings = load_settings(args.settings)
-        logging.basicConfig(
-            level=settings.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+        # The service logs what it does; another command prints it, and logs only trouble.
+        quiet = args.handler is not cmd_run and settings.log_level == "INFO"
+        configure_logging("WARNING" if quiet else settings.log_level, settings.log_format)
+        for warning in unknown_environment():
+            log.warning("%s", warning)
         code: int = args.handler(args, settings)
         return code
     except (SettingsError, MappingError, UsageError) as exc:
@@ -130,7 +137,7 @@ def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(plan.to_json())
     else:
-        print(render_plan(plan))
+        print(render_plan(plan, verbose=args.verbose))
     if args.detailed_exitcode and plan.has_changes:
         return EXIT_CHANGES
     return EXIT_OK
@@ -142,12 +149,14 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 
     trigger = _trigger(args)
     store = open_store(settings)
+    terminal = TerminalProgress()
     reconciler = build_reconciler(
         settings,
         mapping_in_force(settings, args.mapping, store),
         store=store,
         dry_run=args.dry_run,
         idp_snapshot=args.idp_snapshot,
+        progress=RunProgress(watchers=[terminal]),
     )
     try:
         if args.all:
@@ -159,6 +168,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
                 UserRef(email=args.user), trigger, triggered_by=[], requested_by="cli"
             )
     finally:
+        terminal.close()
         store.close()
     print(render_plan(report.plan))
     print(_render_outcome(report.run_id, report.status, report.summary()))
@@ -212,27 +222,97 @@ def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.overview import audit_page
+    from bridge.wiring import open_store
+
+    since = _parse_time(args.since) if args.since else None
+    store = open_store(settings)
+    try:
+        page = audit_page(store, limit=args.limit, email=args.user, run_id=args.run, since=since)
+    finally:
+        store.close()
+    if page.more:
+        _err(f"showing the newest {args.limit} records; older ones exist (--limit N for more)")
+    if args.json:
+        rows = [{**r.to_json(), "dry_run": r.outcome == "dry_run"} for r in page.records]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for r in page.records:
+        where = f" {r.team}" + (f"/{r.case_group}" if r.case_group else "") if r.team else ""
+        change = _render_change(r.before, r.after)
+        error = f" error: {r.error}" if r.error else ""
+        outcome = "DRY RUN" if r.outcome == "dry_run" else r.outcome
+        print(
+            f"{_fmt_time(r.time)} {outcome:8} {r.email} {r.op}{where}{change} "
+            f"[run {r.run_id}; {r.trigger}]{error}"
+        )
+    if not page.records:
+        print("no audit records")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.overview import check_dependencies, status_view
+    from bridge.wiring import build_source, build_target, open_store
+
+    source = build_source(settings)
+    target = build_target(settings, dry_run=True)
+    checks = {"target": target.ping}
+    ping = getattr(source, "ping", None)
+    if callable(ping):
+        checks = {"keycloak": ping, **checks}
+    store = open_store(settings)
+    try:
+        current = store.current_mapping()
+        health = check_dependencies(store, checks)
+        view = status_view(store, health, mapping_version=current[0] if current else None)
+    finally:
+        store.close()
+        target.close()
+        source.close()
+    if args.json:
+        print(json.dumps(view.to_json(), indent=2))
+        return EXIT_OK if view.healthy else EXIT_FAILURE
+    for line in render_status(view):
+        print(line)
+    return EXIT_OK if view.healthy else EXIT_FAILURE
+
+
+def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.overview import recent_runs
     from bridge.wiring import open_store
 
     store = open_store(settings)
     try:
-        since = _parse_time(args.since) if args.since else None
-        records = store.audit(email=args.user.lower() if args.user else None, since=since)
+        runs = recent_runs(store, held=args.held, limit=args.limit)
     finally:
         store.close()
     if args.json:
-        print(json.dumps([r.to_json() for r in records], indent=2))
+        print(json.dumps([r.to_json() for r in runs], indent=2))
         return EXIT_OK
-    for r in records:
-        where = f" {r.team}" + (f"/{r.case_group}" if r.case_group else "") if r.team else ""
-        change = _render_change(r.before, r.after)
-        error = f" error: {r.error}" if r.error else ""
-        print(
-            f"{_fmt_time(r.time)} {r.outcome:8} {r.email} {r.op}{where}{change} "
-            f"[run {r.run_id}; {r.trigger}]{error}"
-        )
-    if not records:
-        print("no audit records")
+    for run in runs:
+        print(render_run(run))
+    if not runs:
+        print("no held runs" if args.held else "no runs yet")
+    return EXIT_OK
+
+
+def cmd_queue(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.overview import queue_view
+    from bridge.wiring import open_store
+
+    store = open_store(settings)
+    try:
+        view = queue_view(store)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(view.to_json(), indent=2))
+        return EXIT_OK
+    print(_render_queue_counts(view))
+    now = datetime.now(UTC).timestamp()
+    for entry in view.entries:
+        print("  " + _render_queue_entry(entry, now))
     return EXIT_OK
 
 
@@ -267,9 +347,13 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from bridge.service import run_service
+    from bridge.service import ListenError, run_service
 
-    return run_service(settings, mapping_override=args.mapping)
+    try:
+        return run_service(settings, mapping_override=args.mapping)
+    except ListenError as exc:
+        _err(str(exc))
+        return EXIT_FAILURE
 
 
 # -- plan helpers ------------------------------------------------------------------------
@@ -318,26 +402,114 @@ def _plan_from(args: argparse.Namespace, settings: Settings, trigger: Trigger) -
     else:
         source = build_source(settings, args.idp_snapshot)
         target = build_target(settings, dry_run=True)
-    reconciler = build_reconciler(settings, lambda: mapping, source=source, target=target)
-    if args.all:
-        return reconciler.plan_all(trigger, args.allow_removals)[0]
-    return reconciler.plan_user(UserRef(email=args.user), trigger)[0]
+    terminal = TerminalProgress()
+    reconciler = build_reconciler(
+        settings,
+        lambda: mapping,
+        source=source,
+        target=target,
+        progress=RunProgress(watchers=[terminal]),
+    )
+    try:
+        if args.all:
+            return reconciler.plan_all(trigger, args.allow_removals)[0]
+        return reconciler.plan_user(UserRef(email=args.user), trigger)[0]
+    finally:
+        terminal.close()
 
 
-def render_plan(plan: Plan) -> str:
-    """A plan for people: one line per operation, then what was skipped or held."""
-    lines = [f"mode {plan.mode}, trigger {plan.trigger}: {len(plan.operations)} operation(s)"]
+def render_plan(plan: Plan, *, verbose: bool = False) -> str:
+    """A plan for people: one line per operation, then what was held or skipped. Users left
+    for their first login are one line (how many) unless `verbose`."""
+    from bridge.planner import NOT_YET_CREATED
+
+    header = f"mode {plan.mode}, trigger {plan.trigger}: {len(plan.operations)} operation(s)"
+    if plan.held:
+        header += f", {len(plan.held)} held for approval"
+    lines = [header]
     for op in plan.operations:
         lines.append("  + " + _describe_op(op.model_dump(by_alias=True)))
     for op in plan.held:
         lines.append("  ! held: " + _describe_op(op.model_dump(by_alias=True)))
+    waiting = [s for s in plan.skipped if s.reason == NOT_YET_CREATED]
     for skipped in plan.skipped:
-        lines.append(f"  - skipped {skipped.email}: {skipped.reason}")
+        if verbose or skipped.reason != NOT_YET_CREATED:
+            lines.append(f"  - skipped {skipped.email}: {skipped.reason}")
+    if waiting and not verbose:
+        lines.append(
+            f"  - {len(waiting)} user(s) not in the target yet, created at their first login "
+            "(--verbose lists them)"
+        )
     for orphan in plan.orphans:
         lines.append(f"  ? orphan {orphan}: no Keycloak user has this account's email")
     if not plan.has_changes:
         lines.append("  no changes")
     return "\n".join(lines)
+
+
+def render_run(run: RunView) -> str:
+    """One line per run: when, what, for whom, how it ended, its counts and duration."""
+    took = f"{run.duration_seconds:.2f} s" if run.duration_seconds is not None else "running"
+    line = (
+        f"{run.id} {_fmt_time(run.started_at)} {run.trigger:9} {run.who} {run.status}: "
+        f"{run.applied} applied, {run.failed} failed, {run.held} held, {run.skipped} skipped, "
+        f"{took}"
+    )
+    if run.status == "held":
+        line += f"\n    approve with: jit-bridge approve {run.id}"
+    elif run.error:
+        line += f"\n    error: {run.error}"
+    return line
+
+
+def render_status(view: StatusView) -> list[str]:
+    failing = {k: v for k, v in view.health.items() if v != "ok"}
+    names = ", ".join(view.health)
+    lines = [f"health: ok ({names})" if not failing else "health: FAILING"]
+    lines += [f"  {name}: {problem}" for name, problem in failing.items()]
+    lines.append(_render_queue_counts(view.queue))
+    last = view.last_full_reconcile
+    if last is None:
+        lines.append("last full reconcile: none completed yet")
+    else:
+        lines.append(
+            f"last full reconcile: {_fmt_time(last.finished_at or last.started_at)} "
+            f"(run {last.id}, {last.status})"
+        )
+    lines.append(f"held runs: {len(view.held_runs)}")
+    lines += [f"  {render_run(run)}" for run in view.held_runs]
+    orphans = "not counted yet (by a full reconcile)" if view.orphans is None else view.orphans
+    lines.append(f"orphans: {orphans}")
+    lines.append(f"mapping version: {view.mapping_version or 'none stored yet'}")
+    return lines
+
+
+def _render_queue_counts(view: QueueView) -> str:
+    oldest = view.oldest_waiting_seconds
+    age = f", oldest waiting {_fmt_age(oldest)}" if oldest is not None else ""
+    return f"queue: {view.waiting} waiting{age}, {view.in_progress} in progress"
+
+
+def _render_queue_entry(entry: QueueEntry, now: float) -> str:
+    age = _fmt_age(now - entry.enqueued_at) if entry.enqueued_at else "?"
+    if entry.claimed_by:
+        state = f"in progress ({entry.claimed_by})"
+        if entry.rerun_pending:
+            state += ", runs again after"
+    elif entry.not_before and entry.not_before > now:
+        state = f"retry in {_fmt_age(entry.not_before - now)} after {entry.attempts} attempt(s)"
+    else:
+        state = "waiting"
+    error = f": {entry.last_error}" if entry.last_error else ""
+    return f"{entry.key} {entry.trigger or '-'} {state}, queued {age} ago{error}"
+
+
+def _fmt_age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _describe_op(op: dict[str, Any]) -> str:
@@ -421,32 +593,65 @@ def _err(message: str) -> None:
 # -- argument parsing --------------------------------------------------------------------
 
 
+SETTINGS_HELP = (
+    "TOML settings file; its keys are the setting names, overridden by JIT_BRIDGE_<NAME> "
+    "environment variables (default: $JIT_BRIDGE_SETTINGS, if set)"
+)
+MAPPING_HELP = "mapping JSON file to use instead of the mapping_file setting"
+EPILOG = (
+    "exit codes: 0 success; 1 failure; 2 bad usage, settings or mapping; 3 removals held "
+    "by the safety budget (approve them with `jit-bridge approve RUN_ID`); 4 `plan "
+    "--detailed-exitcode` found changes"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
+    from bridge import __version__
+
     # --settings and --mapping go before or after the command. The subcommands' copies
     # default to SUPPRESS so that they never overwrite a value given before the command.
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    common.add_argument("--settings", type=Path, help="TOML settings file")
-    common.add_argument("--mapping", type=Path, help="mapping JSON (instead of mapping_file)")
+    common.add_argument("--settings", type=Path, metavar="FILE", help=SETTINGS_HELP)
+    common.add_argument("--mapping", type=Path, metavar="FILE", help=MAPPING_HELP)
 
     parser = argparse.ArgumentParser(
-        prog="jit-bridge", description="Keycloak groups to application teams and roles."
+        prog="jit-bridge",
+        description="Keycloak groups to application teams and roles.",
+        epilog=EPILOG,
     )
-    parser.add_argument("--settings", type=Path, help="TOML settings file")
-    parser.add_argument("--mapping", type=Path, help="mapping JSON (instead of mapping_file)")
+    parser.add_argument("--version", action="version", version=f"jit-bridge {__version__}")
+    parser.add_argument("--settings", type=Path, metavar="FILE", help=SETTINGS_HELP)
+    parser.add_argument("--mapping", type=Path, metavar="FILE", help=MAPPING_HELP)
     sub = parser.add_subparsers(title="commands")
 
     def add(name: str, handler: Callable[..., int], help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p = sub.add_parser(
+            name, parents=[common], help=help_text, description=help_text, epilog=EPILOG
+        )
         p.set_defaults(handler=handler)
         return p
+
+    def idp_snapshot(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--idp-snapshot",
+            type=Path,
+            metavar="FILE",
+            help="read the identity side from this snapshot file instead of Keycloak",
+        )
+
+    def as_json(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
 
     add("run", cmd_run, "run the service: webhook, admin API, poller, scheduler, workers")
     add("config", cmd_config, "print the effective settings, secrets masked")
 
     p = add("validate", cmd_validate, "check a mapping file")
-    p.add_argument("mapping_path", type=Path, metavar="MAPPING")
+    p.add_argument("mapping_path", type=Path, metavar="MAPPING", help="the mapping JSON to check")
     p.add_argument(
-        "--against-target", action="store_true", help="also check its teams exist in the target"
+        "--against-target",
+        action="store_true",
+        help="also check that the target can hold what it grants: its teams and case groups "
+        "exist (or will be created), and it has the tenant permissions and owners named",
     )
 
     for name, handler, help_text in (
@@ -455,10 +660,15 @@ def _parser() -> argparse.ArgumentParser:
     ):
         p = add(name, handler, help_text)
         who = p.add_mutually_exclusive_group(required=True)
-        who.add_argument("--user", metavar="EMAIL")
-        who.add_argument("--all", action="store_true")
-        p.add_argument("--trigger", choices=["login", "reconcile"])
-        p.add_argument("--idp-snapshot", type=Path, metavar="F")
+        who.add_argument("--user", metavar="EMAIL", help="one user, by email")
+        who.add_argument("--all", action="store_true", help="everyone (a full reconcile)")
+        p.add_argument(
+            "--trigger",
+            choices=["login", "reconcile"],
+            help="plan as for a login (may create the user) or a reconcile; default: login "
+            "with --user, reconcile with --all",
+        )
+        idp_snapshot(p)
         p.add_argument(
             "--allow-removals",
             type=int,
@@ -466,28 +676,76 @@ def _parser() -> argparse.ArgumentParser:
             help="accept up to N removals in a full run instead of the removal budget",
         )
         if name == "plan":
-            p.add_argument("--target-snapshot", type=Path, metavar="F")
-            p.add_argument("--json", action="store_true")
-            p.add_argument("--detailed-exitcode", action="store_true")
+            p.add_argument(
+                "--target-snapshot",
+                type=Path,
+                metavar="FILE",
+                help="read the target from this snapshot file (needs --idp-snapshot): offline",
+            )
+            as_json(p, "the plan")
+            p.add_argument(
+                "--detailed-exitcode",
+                action="store_true",
+                help="exit 4 when the plan has changes, 0 when it has none",
+            )
+            p.add_argument(
+                "--verbose",
+                action="store_true",
+                help="list every user left for their first login, not only how many",
+            )
         else:
-            p.add_argument("--dry-run", action="store_true")
+            p.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="plan and audit as dry run; send no change to the target",
+            )
 
     p = add("explain", cmd_explain, "why each desired membership is desired")
-    p.add_argument("--user", metavar="EMAIL", required=True)
-    p.add_argument("--idp-snapshot", type=Path, metavar="F")
+    p.add_argument("--user", metavar="EMAIL", required=True, help="the user, by email")
+    idp_snapshot(p)
 
     p = add("snapshot", cmd_snapshot, "export the current state in the snapshot format")
-    p.add_argument("side", choices=["idp", "target"])
-    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.add_argument("side", choices=["idp", "target"], help="Keycloak's side or the target's")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="where to write it ('-': stdout)"
+    )
 
-    p = add("audit", cmd_audit, "the audit log")
-    p.add_argument("--user", metavar="EMAIL")
-    p.add_argument("--since", metavar="T")
-    p.add_argument("--json", action="store_true")
+    p = add("audit", cmd_audit, "the audit log, oldest first")
+    p.add_argument("--user", metavar="EMAIL", help="only records about this user")
+    p.add_argument("--run", metavar="RUN_ID", help="only records of this run")
+    p.add_argument(
+        "--since", metavar="TIME", help="only records at or after this ISO time (UTC if no zone)"
+    )
+    p.add_argument(
+        "--limit",
+        type=_positive,
+        default=100,
+        metavar="N",
+        help="show the newest N matching records (default 100); says so when there are more",
+    )
+    as_json(p, "the records")
 
     p = add("approve", cmd_approve, "apply the removals a safety hold kept back")
-    p.add_argument("run_id", metavar="RUN_ID")
-    p.add_argument("--idp-snapshot", type=Path, metavar="F")
+    p.add_argument("run_id", metavar="RUN_ID", help="the held run (see `jit-bridge runs --held`)")
+    idp_snapshot(p)
+
+    p = add(
+        "status",
+        cmd_status,
+        "health, queue, last full reconcile, held runs and orphans; exits 1 when a "
+        "dependency fails",
+    )
+    as_json(p, "the status")
+
+    p = add("runs", cmd_runs, "recent runs, newest first")
+    p.add_argument("--held", action="store_true", help="only runs waiting for approval")
+    p.add_argument(
+        "--limit", type=_positive, default=20, metavar="N", help="at most N runs (default 20)"
+    )
+    as_json(p, "the runs")
+
+    p = add("queue", cmd_queue, "what waits in the queue and what is in progress")
+    as_json(p, "the queue")
 
     from bridge.init.arguments import add_init_command
 
@@ -498,6 +756,16 @@ def _parser() -> argparse.ArgumentParser:
     p = db_sub.add_parser("upgrade", parents=[common], help="migrate the schema to the newest")
     p.set_defaults(handler=cmd_db_upgrade)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 if __name__ == "__main__":

@@ -1,10 +1,39 @@
-"""Prometheus metrics, one registry per service instance (so tests can build several)."""
+"""Prometheus metrics, one registry per service instance (so tests can build several).
+
+Counters and the run-duration histogram count what this process did. The gauges of the
+queue, the last full reconcile and the orphans are read from the state store at each scrape
+(`refresh_from_store`), so every process reports the installation's state, whichever process
+did the work.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from typing import Literal
 
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from bridge.overview import held_run_count, last_full_reconcile, queue_view
 from bridge.reconcile import RunReport
+from bridge.store import Store
+
+# One series per value: a `_created` twin of every counter only doubles what is scraped.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+FailureKind = Literal[
+    "keycloak_read", "target_unavailable", "target_unauthorized", "operation", "unexpected"
+]
+"""Why work failed: Keycloak could not be read; the target was unavailable or refused our
+credentials; one operation was refused; or something the bridge did not expect."""
+
+#: Seconds: a login's run takes well under one; a full reconcile of thousands, minutes.
+RUN_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
 class Metrics:
@@ -17,12 +46,20 @@ class Metrics:
         self.runs = Counter(
             "jit_bridge_runs", "Reconcile runs by kind and status", ["kind", "status"], registry=r
         )
+        self.run_duration = Histogram(
+            "jit_bridge_run_duration_seconds",
+            "How long a reconcile took, reads included, by what queued it",
+            ["trigger"],
+            buckets=RUN_DURATION_BUCKETS,
+            registry=r,
+        )
         self.operations = Counter(
             "jit_bridge_operations",
             "Target operations by op and outcome",
             ["op", "outcome"],
             registry=r,
         )
+        self.failures = Counter("jit_bridge_failures", "Failures by kind", ["kind"], registry=r)
         self.source_failures = Counter(
             "jit_bridge_keycloak_read_failures", "Failed reads of Keycloak", registry=r
         )
@@ -38,14 +75,33 @@ class Metrics:
             registry=r,
         )
         self.retries = Counter("jit_bridge_queue_retries", "Queue entries put back", registry=r)
-        self.queue_depth = Gauge("jit_bridge_queue_depth", "Queue entries waiting", registry=r)
+        self.queue_depth = Gauge(
+            "jit_bridge_queue_depth", "Queue entries waiting (as queue_waiting)", registry=r
+        )
+        self.queue_waiting = Gauge(
+            "jit_bridge_queue_waiting", "Queue entries waiting to be worked on", registry=r
+        )
+        self.queue_in_progress = Gauge(
+            "jit_bridge_queue_in_progress", "Queue entries a worker is working on", registry=r
+        )
+        self.queue_oldest_waiting = Gauge(
+            "jit_bridge_queue_oldest_waiting_seconds",
+            "How long the oldest waiting queue entry has waited (0 when none waits)",
+            registry=r,
+        )
         self.held_runs = Gauge("jit_bridge_held_runs", "Runs waiting for approval", registry=r)
         self.events_polled = Counter(
             "jit_bridge_events_polled", "Events read from Keycloak's event store", registry=r
         )
         self.last_full_reconcile = Gauge(
             "jit_bridge_last_full_reconcile_timestamp_seconds",
-            "When the last full reconcile finished",
+            "When the last full reconcile that completed finished (0: none yet)",
+            registry=r,
+        )
+        self.orphans = Gauge(
+            "jit_bridge_orphans",
+            "Target accounts in the managed domains with no Keycloak user, as the last full "
+            "reconcile found them",
             registry=r,
         )
 
@@ -53,6 +109,24 @@ class Metrics:
         self.runs.labels(kind=kind, status=report.status).inc()
         for result in report.results:
             self.operations.labels(op=result.op.op, outcome=result.outcome).inc()
+            if result.outcome == "failed":
+                self.failure("operation")
+
+    def failure(self, kind: FailureKind) -> None:
+        self.failures.labels(kind=kind).inc()
+
+    def refresh_from_store(self, store: Store) -> None:
+        """The installation-wide gauges, as the store has them now."""
+        queue = queue_view(store)
+        self.queue_depth.set(queue.waiting)
+        self.queue_waiting.set(queue.waiting)
+        self.queue_in_progress.set(queue.in_progress)
+        self.queue_oldest_waiting.set(queue.oldest_waiting_seconds or 0.0)
+        self.held_runs.set(held_run_count(store))
+        last = last_full_reconcile(store)
+        finished = None if last is None else last.finished_at
+        self.last_full_reconcile.set(0 if finished is None else finished.timestamp())
+        self.orphans.set(0 if last is None or last.orphans is None else last.orphans)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -67,6 +67,7 @@ EMAIL_CHANGED = "email changed in Keycloak"
 ORPHAN = "orphan: no Keycloak user has this email"
 LAST_OWNER = "last tenant owner"
 SHARED_EMAIL = "several Keycloak users share this email"
+NOT_YET_CREATED = "not in target yet; created at first login"
 
 
 # ------------------------------------------------------------------------------------------
@@ -405,7 +406,7 @@ def _plan_email(
             )
         if ctx.trigger == "login" and user is not None:
             return _UserPlan(operations=_new_user(ctx, email, user), skipped=[])
-        return _skip(email, "not in target yet; created at first login")
+        return _skip(email, NOT_YET_CREATED)
     if policy.mode == "jit":
         if email in ctx.unfinished and user is not None and ctx.trigger == "login":
             return _UserPlan(

@@ -7,6 +7,7 @@ This is the only path from a trigger to a change in the target. `plan` (and `syn
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from bridge.model import (
 )
 from bridge.planner import plan as make_plan
 from bridge.policy import Policy
+from bridge.progress import RunProgress
+from bridge.run_log import log_run, user_subject
 from bridge.sources.base import IdentitySource
 from bridge.targets.base import Target
 
@@ -70,6 +73,10 @@ class RunReport:
     error: str | None = None
     #: Mapped group selectors Keycloak could not read (removals they could affect were kept).
     unreadable_groups: dict[str, str] = field(default_factory=dict)
+    #: Whom the run was for: one user's email (or key), or EVERYONE.
+    subject: str | None = None
+    #: Seconds from the first read to the last write.
+    duration: float | None = None
 
     @property
     def exit_code(self) -> int:
@@ -93,6 +100,8 @@ class RunReport:
             "outcomes": counts,
             "error": self.error,
             "unreadable_groups": dict(self.unreadable_groups),
+            "subject": self.subject,
+            "duration_seconds": None if self.duration is None else round(self.duration, 3),
         }
 
 
@@ -108,6 +117,7 @@ class Reconciler:
         dry_run: bool = False,
         should_stop: Callable[[], bool] | None = None,
         write_concurrency: int = 1,
+        progress: RunProgress | None = None,
     ) -> None:
         """`should_stop`: asked before each write; once true (the process is stopping) the
         run ends `interrupted` and what it did not send is planned again by the next run."""
@@ -120,6 +130,8 @@ class Reconciler:
         self.should_stop = should_stop
         #: Users whose writes are sent at once (never two requests for one user at a time).
         self.write_concurrency = write_concurrency
+        #: Updated as a full run goes: users read, operations planned, operations applied.
+        self.progress = progress or RunProgress()
 
     # -- planning (pure after the reads) -------------------------------------------------
     def plan_user(self, ref: UserRef, trigger: Trigger) -> tuple[Plan, TargetState]:
@@ -217,9 +229,12 @@ class Reconciler:
     ) -> tuple[Plan, TargetState, dict[str, str], IdentityView]:
         mapping = self._mapping()
         with paused_gc():
+            self.progress.update(stage="reading Keycloak")
             identity = self.source.read_all(mapping)
+            self.progress.update(stage="reading the target", users_read=len(identity.users))
             state = self.target.read_state()
             self._settle_unknown_writes(state, None)
+            self.progress.update(stage="planning", target_users=len(state.users))
             pairs = self.store.all_pairs(self.target.name) if self.store is not None else []
             plan = make_plan(
                 mapping,
@@ -233,6 +248,7 @@ class Reconciler:
             )
             managed = count_managed_memberships(mapping, self.policy, state)
             budgeted = apply_removal_budget(plan, self.policy, managed, allow_removals)
+        self.progress.update(stage="planned", planned=len(budgeted.operations))
         return budgeted, state, identity.unreadable_groups, identity
 
     def _pairs_for(self, user_ids: list[str]) -> list[AccountPair]:
@@ -318,9 +334,19 @@ class Reconciler:
     def sync_user(
         self, ref: UserRef, trigger: Trigger, *, triggered_by: list[str], requested_by: str
     ) -> RunReport:
+        started = time.monotonic()
         plan, state, unreadable, unfinished, identity = self._plan_user(ref, trigger)
         report = self._execute(
-            "user", plan, state, triggered_by, requested_by, unreadable, unfinished, identity
+            "user",
+            plan,
+            state,
+            triggered_by,
+            requested_by,
+            unreadable,
+            unfinished,
+            identity,
+            subject=user_subject(ref, plan),
+            started=started,
         )
         appeared = _appeared(report.results)
         if not appeared:
@@ -328,10 +354,20 @@ class Reconciler:
         # The user existed after all (created meanwhile, or a stale list of who exists): what
         # was planned for a new user may be wrong for them, so plan again from a fresh read.
         log.info("run %s: %s already existed; planning again", report.run_id, sorted(appeared))
+        started = time.monotonic()
         plan, state, unreadable, unfinished, identity = self._plan_user(ref, trigger)
         cause = [report.run_id] if report.run_id else triggered_by
         return self._execute(
-            "user", plan, state, cause, requested_by, unreadable, unfinished, identity
+            "user",
+            plan,
+            state,
+            cause,
+            requested_by,
+            unreadable,
+            unfinished,
+            identity,
+            subject=user_subject(ref, plan),
+            started=started,
         )
 
     def sync_all(
@@ -342,9 +378,18 @@ class Reconciler:
         requested_by: str,
         allow_removals: int | None = None,
     ) -> RunReport:
+        started = time.monotonic()
         plan, state, unreadable, identity = self._plan_all(trigger, allow_removals)
         return self._execute(
-            EVERYONE, plan, state, triggered_by, requested_by, unreadable, identity=identity
+            EVERYONE,
+            plan,
+            state,
+            triggered_by,
+            requested_by,
+            unreadable,
+            identity=identity,
+            subject=EVERYONE,
+            started=started,
         )
 
     def approve(self, run_id: str, approved_by: str) -> RunReport:
@@ -356,12 +401,22 @@ class Reconciler:
         """
         if self.store is None:
             raise RuntimeError("approving a held run needs the state store")
+        started = time.monotonic()
         fresh, state, unreadable, _ = self._plan_all("reconcile", allow_removals=10**9)
         held = self.store.approve_run(run_id, approved_by)
         wanted = {_identity_of_dict(op) for op in held}
         still = [op for op in fresh.operations if _identity_of(op) in wanted]
         plan = fresh.model_copy(update={"operations": still, "held": []})
-        return self._execute("approval", plan, state, [run_id], approved_by, unreadable)
+        return self._execute(
+            "approval",
+            plan,
+            state,
+            [run_id],
+            approved_by,
+            unreadable,
+            subject=EVERYONE,
+            started=started,
+        )
 
     def _execute(
         self,
@@ -373,6 +428,9 @@ class Reconciler:
         unreadable: dict[str, str],
         unfinished: frozenset[str] = frozenset(),
         identity: IdentityView | None = None,
+        *,
+        subject: str,
+        started: float,
     ) -> RunReport:
         run_id = None
         if self.store is not None:
@@ -404,6 +462,7 @@ class Reconciler:
         elif not plan.operations:
             report = RunReport(run_id, plan, "held" if plan.held else "no_changes")
         else:
+            self.progress.update(stage="applying", planned=len(plan.operations), applied=0)
             intents: dict[int, int] = {}
 
             def before_send(ops: list[Operation]) -> None:
@@ -421,6 +480,9 @@ class Reconciler:
                     intents.update(zip(map(id, ops), ids, strict=True))
 
             def audit_now(results: list[OpResult]) -> None:
+                for result in results:
+                    if result.outcome == "applied":
+                        self.progress.one_applied()
                 # Operations never sent (the run stopped first) are planned again next time;
                 # the audit records what happened to access, so they are not in it.
                 sent = [result for result in results if result.outcome != "not_run"]
@@ -457,6 +519,8 @@ class Reconciler:
                 report.error = "; ".join(r.error or "" for r in outcome.failed[:5])
         report.unreadable_groups = dict(unreadable)
         self._save_pairs(identity, accounts)
+        report.subject = subject
+        report.duration = time.monotonic() - started
         self._finish_first_logins(plan, report.results, unfinished, begun_before)
         if self.store is not None and run_id is not None:
             # Applied operations were audited one by one as they happened (see above).
@@ -464,6 +528,7 @@ class Reconciler:
             held = [] if self.dry_run else [OpResult(op=op, outcome="held") for op in plan.held]
             self._audit(run_id, cause, [*pending, *held])
             self.store.finish_run(run_id, report.status, report.summary())
+        log_run(report, kind)
         return report
 
     def _begin_first_logins(self, plan: Plan) -> set[str]:

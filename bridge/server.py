@@ -20,6 +20,7 @@ from bridge.keys import EVERYONE, TriggerKind, UserRef
 from bridge.mapping_file import MappingError, dump_mapping, parse_mapping
 from bridge.mapping_versions import API_SOURCE
 from bridge.model import Trigger
+from bridge.overview import check_dependencies, status_view
 from bridge.store import RunAlreadyApprovedError, RunNotFoundError, RunNotHeldError
 from bridge.ui import console_router
 
@@ -54,20 +55,13 @@ def create_app(ctx: ServiceContext) -> ASGIApp:
     def readyz() -> JSONResponse:
         if ctx.stopping.is_set():
             return JSONResponse({"ready": False, "stopping": True}, status_code=503)
-        checks: dict[str, str] = {}
-        for name, check in {"store": ctx.store.ping, **ctx.readiness_checks}.items():
-            try:
-                check()
-                checks[name] = "ok"
-            except Exception as exc:
-                checks[name] = f"failing: {type(exc).__name__}: {exc}"
+        checks = check_dependencies(ctx.store, ctx.readiness_checks)
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     @app.get("/metrics")
     def metrics() -> Response:
-        ctx.metrics.queue_depth.set(ctx.store.queue_depth())
-        ctx.metrics.held_runs.set(len(ctx.store.list_runs(limit=10_000, status="held")))
+        ctx.metrics.refresh_from_store(ctx.store)
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(_admin_router(ctx), prefix="/api/v1")
@@ -110,7 +104,16 @@ def _admin_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get("/status")
     def status() -> dict[str, Any]:
+        health = check_dependencies(ctx.store, {})
+        for name, dep in ctx.health.snapshot().items():
+            health[name] = "ok" if dep["ok"] else f"failing: {dep['last_error']}"
+        view = status_view(ctx.store, health, mapping_version=ctx.mappings.version)
+        summary = view.to_json()
         return {
+            "healthy": summary["healthy"],
+            "health": summary["health"],
+            "queue": summary["queue"],
+            "last_full_reconcile": summary["last_full_reconcile"],
             "mode": ctx.settings.mode,
             "target": ctx.settings.target,
             "dry_run": ctx.settings.dry_run,

@@ -27,6 +27,7 @@ from bridge.app_state import ServiceContext
 from bridge.health import Health
 from bridge.intake.poller import EventPoller, KeycloakAdminEventReader, poll_period
 from bridge.keys import EVERYONE
+from bridge.logs import uvicorn_log_config
 from bridge.mapping import Mapping
 from bridge.mapping_versions import MappingInForce
 from bridge.metrics import Metrics
@@ -325,8 +326,31 @@ def _build_poller(settings: Settings, context: ServiceContext) -> EventPoller | 
     )
 
 
+class ListenError(Exception):
+    """The `listen` address cannot be bound (in use, or not ours to bind)."""
+
+
+def listen_socket(settings: Settings) -> socket.socket:
+    """The bound listening socket, taken before anything else starts, so a busy port
+    stops the start at once with a plain message (and no worker has begun)."""
+    host, port = settings.listen_host.strip("[]"), settings.listen_port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(
+            f"cannot listen on {settings.listen} (listen): {exc.strerror or exc}; "
+            "is another jit-bridge already running there?"
+        ) from None
+    return sock
+
+
 def run_service(settings: Settings, mapping_override: Path | None = None) -> int:
-    return serve(Service.build(settings, mapping_override))
+    sock = listen_socket(settings)
+    return serve(Service.build(settings, mapping_override), sock)
 
 
 class _Server(uvicorn.Server):
@@ -338,9 +362,10 @@ class _Server(uvicorn.Server):
         yield
 
 
-def serve(service: Service) -> int:
+def serve(service: Service, sock: socket.socket | None = None) -> int:
     """Run `service` under uvicorn until SIGTERM or SIGINT, then stop it gracefully within
-    `shutdown_timeout` and return 0 (a second signal cuts the wait for workers short)."""
+    `shutdown_timeout` and return 0 (a second signal cuts the wait for workers short).
+    `sock`: the listening socket already bound (`listen_socket`); else uvicorn binds."""
     settings = service.settings
     app = create_app(service.context)
     server = _Server(
@@ -349,6 +374,7 @@ def serve(service: Service) -> int:
             host=settings.listen_host,
             port=settings.listen_port,
             log_level=settings.log_level.lower(),
+            log_config=uvicorn_log_config(settings.log_level),
             access_log=False,
             timeout_graceful_shutdown=2,
         )
@@ -380,7 +406,7 @@ def serve(service: Service) -> int:
         settings.listen,
     )
     try:
-        server.run()
+        server.run(sockets=None if sock is None else [sock])
     finally:
         remaining = (deadline[0] - time.monotonic()) if deadline else settings.shutdown_timeout
         service.stop(max(0.0, remaining))

@@ -9,9 +9,11 @@ files (for secrets mounted by an orchestrator), the TOML file (`--settings F` or
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -98,6 +100,8 @@ class Settings(BaseSettings, Policy):
     shutdown_timeout: float = Field(default=30, gt=0)
     request_timeout: float = Field(default=15, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: "text" (one readable line per record) or "json" (one JSON object per line).
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("role_precedence", "protected_users", "managed_email_domains", mode="before")
     @classmethod
@@ -221,6 +225,31 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
         return Settings(**init)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, path)) from None
+
+
+#: JIT_BRIDGE_* variables that are not settings: the settings file, and those read by the
+#: Keycloak harness (deploy/keycloak) and the test suite.
+_OTHER_VARIABLES = ("SETTINGS", "KEYCLOAK_HOME", "KEYCLOAK_JAVA_HOME", "KEYCLOAK_CACHE")
+_OTHER_PREFIXES = ("TEST_",)
+
+
+def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each `JIT_BRIDGE_*` variable that names no setting (a typo is otherwise
+    silently ignored), with the nearest setting's variable when one is close."""
+    environ = os.environ if environ is None else environ
+    known = {f"{ENV_PREFIX}{n.upper()}" for n in Settings.model_fields}
+    known |= {f"{ENV_PREFIX}{n.upper()}_FILE" for n in FILE_FIELDS}
+    known |= {f"{ENV_PREFIX}{n}" for n in _OTHER_VARIABLES}
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        if name.removeprefix(ENV_PREFIX).startswith(_OTHER_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"environment variable {name} is not a jit-bridge setting{hint}")
+    return warnings
 
 
 def _env_path(name: str) -> Path | None:

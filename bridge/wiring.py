@@ -14,6 +14,7 @@ from bridge.sources.base import IdentitySource, SnapshotSource
 from bridge.targets.base import Target
 
 if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) is loaded only by commands that open it
+    from bridge.progress import RunProgress
     from bridge.reconcile import Reconciler
     from bridge.store import Store
 
@@ -119,6 +120,7 @@ def build_reconciler(
     dry_run: bool = False,
     idp_snapshot: Path | None = None,
     should_stop: Callable[[], bool] | None = None,
+    progress: RunProgress | None = None,
 ) -> Reconciler:
     """The one way a Reconciler is made, for the CLI and the service alike: the policy from
     the settings; a dry run when asked for or set (then a target built here refuses writes);
@@ -136,6 +138,7 @@ def build_reconciler(
         dry_run=dry,
         should_stop=should_stop,
         write_concurrency=settings.write_concurrency,
+        progress=progress,
     )
 
 

@@ -134,25 +134,37 @@ class WorkerPool:
 
     def run_item(self, item: QueueItem) -> None:
         """Reconcile one queue entry and settle it: complete, or back to the queue."""
+        started = time.monotonic()
+        try:
+            self._run_item(item)
+        finally:
+            duration = time.monotonic() - started
+            self.metrics.run_duration.labels(trigger=item.trigger).observe(duration)
+
+    def _run_item(self, item: QueueItem) -> None:
         try:
             report = self._reconcile(item)
         except SourceError as exc:
             self.health.record_failure("keycloak", str(exc))
             self.metrics.source_failures.inc()
+            self.metrics.failure("keycloak_read")
             self._give_back_unplanned(item, f"Keycloak read failed: {exc}", backoff(item.attempts))
             return
         except UnauthorizedError as exc:
             self.health.record_failure("target", str(exc))
+            self.metrics.failure("target_unauthorized")
             self._give_back_unplanned(item, f"target refused our credentials: {exc}", MAX_BACKOFF)
             return
         except TransientError as exc:
             self.health.record_failure("target", str(exc))
+            self.metrics.failure("target_unavailable")
             self._give_back_unplanned(
                 item, f"target unavailable: {exc}", backoff(item.attempts, exc.retry_after)
             )
             return
         except Exception as exc:
             log.exception("reconcile of %s failed", item.key)
+            self.metrics.failure("unexpected")
             self._give_back_unplanned(item, f"{type(exc).__name__}: {exc}", backoff(item.attempts))
             return
         if report is not None and report.unreadable_groups:
@@ -163,6 +175,7 @@ class WorkerPool:
             )
             self.health.record_failure("keycloak", problem)
             self.metrics.source_failures.inc()
+            self.metrics.failure("keycloak_read")
         else:
             self.health.record_success("keycloak")
         if report is not None and item.key == EVERYONE:
@@ -173,12 +186,11 @@ class WorkerPool:
             return
         if report is not None:
             self.metrics.observe_run(report, kind=_kind_of(item))
-            if item.key == EVERYONE and report.status not in ("failed", "partial"):
-                self.metrics.last_full_reconcile.set_to_current_time()
             stopped = report.error if report.status in ("failed", "partial") else None
             if stopped and any(r.outcome == "not_run" for r in report.results):
                 # The target stopped the run part-way (transient/auth): re-plan later.
                 self.health.record_failure("target", stopped)
+                self.metrics.failure("target_unavailable")
                 self._retry(item, stopped, backoff(item.attempts))
                 return
             self.health.record_success("target")

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -347,6 +347,11 @@ class Store:
         """Newest first."""
         with read_transaction(self._engine) as connection:
             return runs.recent(connection, limit, status)
+
+    def last_run(self, kind: str, statuses: Collection[str]) -> Run | None:
+        """The newest run of `kind` (e.g. a full reconcile) with one of `statuses`."""
+        with read_transaction(self._engine) as connection:
+            return runs.last_of(connection, kind, statuses)
 
     # -- audit ------------------------------------------------------------------------------
 

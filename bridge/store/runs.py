@@ -8,6 +8,7 @@ approvers racing (CLI and admin API, two processes) cannot both get the operatio
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, case, insert, literal, or_, select, update
@@ -154,6 +155,18 @@ def recent(connection: Connection, limit: int, status: str | None) -> list[Run]:
     if status is not None:
         statement = statement.where(_r.status == status)
     return [_run(row) for row in connection.execute(statement).mappings()]
+
+
+def last_of(connection: Connection, kind: str, statuses: Collection[str]) -> Run | None:
+    """The newest run of `kind` whose status is one of `statuses`."""
+    statement = (
+        select(runs)
+        .where(_r.kind == kind, _r.status.in_(list(statuses)))
+        .order_by(_r.id.desc())
+        .limit(1)
+    )
+    row = connection.execute(statement).mappings().first()
+    return None if row is None else _run(row)
 
 
 def _require(connection: Connection, run_id: str) -> RowMapping:
