@@ -229,7 +229,13 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
 
 #: JIT_BRIDGE_* variables that are not settings: the settings file, and those read by the
 #: Keycloak harness (deploy/keycloak) and the test suite.
-_OTHER_VARIABLES = ("SETTINGS", "KEYCLOAK_HOME", "KEYCLOAK_JAVA_HOME", "KEYCLOAK_CACHE")
+_OTHER_VARIABLES = (
+    "SETTINGS",
+    "KEYCLOAK_HOME",
+    "KEYCLOAK_JAVA_HOME",
+    "KEYCLOAK_CACHE",
+    "KEYCLOAK_START_TIMEOUT",
+)
 _OTHER_PREFIXES = ("TEST_",)
 
 
