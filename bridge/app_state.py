@@ -15,6 +15,7 @@ from bridge.keys import EnqueueResult, TriggerKind
 from bridge.mapping_versions import MappingInForce
 from bridge.metrics import Metrics
 from bridge.model import Mode
+from bridge.progress import RunProgress
 from bridge.reconcile import Reconciler
 from bridge.settings import Settings
 from bridge.store import Store
@@ -32,6 +33,8 @@ class ServiceContext:
     readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
     #: Set when the process begins to stop: not ready, and the webhook refuses deliveries.
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: How far a full reconcile this process is running has got (None: it runs none).
+    full_reconcile: Callable[[], RunProgress | None] = lambda: None
 
     def mode(self) -> Mode:
         return self.settings.mode

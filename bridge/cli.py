@@ -234,8 +234,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     if page.more:
         _err(f"showing the newest {args.limit} records; older ones exist (--limit N for more)")
     if args.json:
-        rows = [{**r.to_json(), "dry_run": r.outcome == "dry_run"} for r in page.records]
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([r.to_json() for r in page.records], indent=2))
         return EXIT_OK
     for r in page.records:
         where = f" {r.team}" + (f"/{r.case_group}" if r.case_group else "") if r.team else ""

@@ -31,6 +31,15 @@ class RunProgress:
     def one_applied(self) -> None:
         self.update(applied=self.applied + 1)
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "stage": self.stage,
+            "users_read": self.users_read,
+            "target_users": self.target_users,
+            "planned": self.planned,
+            "applied": self.applied,
+        }
+
     def describe(self) -> str:
         parts = [self.stage]
         if self.users_read is not None:

@@ -108,12 +108,14 @@ def _admin_router(ctx: ServiceContext) -> APIRouter:
         for name, dep in ctx.health.snapshot().items():
             health[name] = "ok" if dep["ok"] else f"failing: {dep['last_error']}"
         view = status_view(ctx.store, health, mapping_version=ctx.mappings.version)
+        running = ctx.full_reconcile()
         summary = view.to_json()
         return {
             "healthy": summary["healthy"],
             "health": summary["health"],
             "queue": summary["queue"],
             "last_full_reconcile": summary["last_full_reconcile"],
+            "full_reconcile_in_progress": None if running is None else running.to_json(),
             "mode": ctx.settings.mode,
             "target": ctx.settings.target,
             "dry_run": ctx.settings.dry_run,
@@ -163,7 +165,12 @@ def _admin_router(ctx: ServiceContext) -> APIRouter:
         return Response(result.to_json(), media_type="application/json")
 
     @router.get("/audit")
-    def audit(user: str | None = None, since: str | None = None, limit: int = 1000) -> list[Any]:
+    def audit(
+        user: str | None = None,
+        since: str | None = None,
+        limit: int = 1000,
+        run: str | None = None,
+    ) -> list[Any]:
         when = None
         if since:
             try:
@@ -171,7 +178,9 @@ def _admin_router(ctx: ServiceContext) -> APIRouter:
             except ValueError as exc:
                 raise HTTPException(400, f"since: '{since}' is not an ISO time") from exc
             when = when if when.tzinfo else when.replace(tzinfo=UTC)
-        records = ctx.store.audit(email=user.lower() if user else None, since=when, limit=limit)
+        records = ctx.store.audit(
+            email=user.lower() if user else None, since=when, limit=limit, run_id=run
+        )
         return [r.to_json() for r in records]
 
     @router.get("/mapping")

@@ -124,6 +124,7 @@ class Service:
             wake_workers=workers.wake.set,
             readiness_checks=_readiness_checks(source, target),
             stopping=stopping,
+            full_reconcile=lambda: workers.full_reconcile,
         )
         service = cls(
             settings=settings,

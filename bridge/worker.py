@@ -21,6 +21,7 @@ from bridge.health import Health
 from bridge.keys import EVERYONE, UserRef, acts_on, plan_trigger
 from bridge.metrics import Metrics
 from bridge.model import Mode
+from bridge.progress import RunProgress
 from bridge.reconcile import Reconciler, RunReport
 from bridge.sources.base import SourceError
 from bridge.store import QueueItem, Store
@@ -55,6 +56,8 @@ class WorkerPool:
     _threads: list[threading.Thread] = field(default_factory=list)
     _in_hand: dict[str, QueueItem] = field(default_factory=dict)
     _in_hand_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: How far the full reconcile this process is running has got; None when it runs none.
+    full_reconcile: RunProgress | None = None
 
     def start(self, name_prefix: str = "worker") -> None:
         for i in range(self.count):
@@ -206,9 +209,13 @@ class WorkerPool:
         causes = list(item.event_ids) or [f"queue:{item.trigger}"]
         trigger = plan_trigger(item.trigger)
         if item.key == EVERYONE:
-            return reconciler.sync_all(
-                trigger, triggered_by=causes, requested_by=f"queue:{item.trigger}"
-            )
+            self.full_reconcile = reconciler.progress
+            try:
+                return reconciler.sync_all(
+                    trigger, triggered_by=causes, requested_by=f"queue:{item.trigger}"
+                )
+            finally:
+                self.full_reconcile = None
         # Nothing an event carried decides anything: the key names whom to re-read; an
         # email hint is never taken as the identity of a user Keycloak does not know.
         ref = UserRef.from_key(item.key)

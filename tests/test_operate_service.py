@@ -162,6 +162,7 @@ def test_json_logs_are_one_object_per_line_with_the_run_in_fields(
         },
         tines=tines_fake,
         keycloak=keycloak,
+        mode="enhanced",
         log_format="json",
     )
 
@@ -183,6 +184,28 @@ def test_json_logs_are_one_object_per_line_with_the_run_in_fields(
     assert (run["applied"], run["failed"], run["held"], run["skipped"]) == (2, 0, 0, 0)
     assert run["duration_seconds"] >= 0
     assert run["run_id"] in run["message"]
+    by_run = bridge.admin("GET", "audit", params={"run": run["run_id"]}).json()
+    assert {(r["email"], r["op"], r["dry_run"]) for r in by_run} == {
+        (email, "create_user", False),
+        (email, "add_membership", False),
+    }
+
+    # A full reconcile shows how far it has got while it runs (a slow target keeps it at
+    # reading the target long enough to look), and nothing once it is over.
+    assert bridge.status()["full_reconcile_in_progress"] is None
+    tines_fake.slow(1.0)
+    assert bridge.admin("POST", "sync", {"all": True}).status_code == 202
+
+    def reading_the_target() -> dict[str, Any] | None:
+        running = bridge.status()["full_reconcile_in_progress"]
+        return running if running and running["stage"] == "reading the target" else None
+
+    running = bridge.wait_until(reading_the_target, what="the full reconcile's progress")
+    assert running["users_read"] >= 1
+    tines_fake.slow(0)
+    bridge.wait_until(
+        lambda: bridge.status()["full_reconcile_in_progress"] is None, what="the end of it"
+    )
 
 
 def test_work_waiting_on_an_unreachable_keycloak_shows_in_queue_status_and_metrics(

@@ -103,8 +103,9 @@ class AuditRecord(BaseModel):
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (ISO time), for `jit-bridge audit --json` and the admin API."""
-        return self.model_dump(mode="json")
+        """A JSON-ready dict (ISO time), for `jit-bridge audit --json` and the admin API;
+        `dry_run` marks a record of what a dry run would have done."""
+        return {**self.model_dump(mode="json"), "dry_run": self.outcome == "dry_run"}
 
 
 class Run(BaseModel):
