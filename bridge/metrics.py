@@ -98,12 +98,6 @@ class Metrics:
             "When the last full reconcile that completed finished (0: none yet)",
             registry=r,
         )
-        self.orphans = Gauge(
-            "jit_bridge_orphans",
-            "Target accounts in the managed domains with no Keycloak user, as the last full "
-            "reconcile found them",
-            registry=r,
-        )
 
     def observe_run(self, report: RunReport, kind: str = "user") -> None:
         self.runs.labels(kind=kind, status=report.status).inc()
@@ -126,7 +120,7 @@ class Metrics:
         last = last_full_reconcile(store)
         finished = None if last is None else last.finished_at
         self.last_full_reconcile.set(0 if finished is None else finished.timestamp())
-        self.orphans.set(0 if last is None or last.orphans is None else last.orphans)
+        self.orphan_accounts.set(0 if last is None or last.orphans is None else last.orphans)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

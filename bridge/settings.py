@@ -227,14 +227,15 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
         raise SettingsError(_describe(exc, path)) from None
 
 
-#: JIT_BRIDGE_* variables that are not settings: the settings file, and those read by the
-#: Keycloak harness (deploy/keycloak) and the test suite.
+#: JIT_BRIDGE_* variables that are not settings: the settings file, `init`'s admin password,
+#: and those read by the Keycloak harness (deploy/keycloak) and the test suite.
 _OTHER_VARIABLES = (
     "SETTINGS",
     "KEYCLOAK_HOME",
     "KEYCLOAK_JAVA_HOME",
     "KEYCLOAK_CACHE",
     "KEYCLOAK_START_TIMEOUT",
+    "INIT_ADMIN_PASSWORD",
 )
 _OTHER_PREFIXES = ("TEST_",)
 

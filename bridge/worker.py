@@ -184,11 +184,12 @@ class WorkerPool:
         if report is not None and item.key == EVERYONE:
             self.metrics.unreadable_groups.set(len(report.unreadable_groups))
             self.metrics.orphan_accounts.set(len(report.plan.orphans))
+        if report is not None:
+            self.metrics.observe_run(report, kind=_kind_of(item))
         if report is not None and report.status == "interrupted":
             self.store.release(item, "handed back: its process stopped")
             return
         if report is not None:
-            self.metrics.observe_run(report, kind=_kind_of(item))
             stopped = report.error if report.status in ("failed", "partial") else None
             if stopped and any(r.outcome == "not_run" for r in report.results):
                 # The target stopped the run part-way (transient/auth): re-plan later.

@@ -37,6 +37,7 @@ COMMANDS = [
     "status",
     "runs",
     "queue",
+    "init",
 ]
 MAPPING = {
     "mappings": [{"group_name": "Analysts", "team_name": "Analytics", "role_name": "EDITOR"}]

@@ -139,7 +139,7 @@ def test_the_log_tells_runs_failures_holds_and_skipped_users_in_one_format(
     assert last is not None
     assert abs(last - time.time()) < 600
     assert metric(bridge, "jit_bridge_held_runs") == 1
-    assert metric(bridge, "jit_bridge_orphans") == 0
+    assert metric(bridge, "jit_bridge_orphan_accounts") == 0
     assert metric(bridge, "jit_bridge_queue_waiting") == 0
     assert metric(bridge, "jit_bridge_queue_in_progress") == 0
     assert metric(bridge, "jit_bridge_queue_oldest_waiting_seconds") == 0

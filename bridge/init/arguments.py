@@ -21,8 +21,8 @@ def add_init_command(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dir", type=Path, default=DEFAULT_DIR, help="settings directory (./jit-bridge)"
     )
-    p.add_argument("--keycloak-url", metavar="URL")
-    p.add_argument("--realm", metavar="REALM")
+    p.add_argument("--keycloak-url", metavar="URL", help="Keycloak's base URL")
+    p.add_argument("--realm", metavar="REALM", help="the realm whose users the bridge serves")
     p.add_argument("--admin-user", metavar="USER", help="a Keycloak admin (used once, not stored)")
     p.add_argument("--admin-realm", metavar="REALM", help="the admin's realm (master)")
     p.add_argument(
@@ -32,12 +32,18 @@ def add_init_command(sub: Any, common: argparse.ArgumentParser) -> None:
         help=f"the admin's password (also {ADMIN_PASSWORD_ENV}; asked without echo otherwise)",
     )
     p.add_argument("--client-id", metavar="ID", help="the bridge's client (jit-bridge)")
-    p.add_argument("--target", choices=["tines", "scim"])
-    p.add_argument("--tines-url", metavar="URL")
-    p.add_argument("--tines-api-key-file", type=Path, metavar="F")
-    p.add_argument("--scim-url", metavar="URL")
-    p.add_argument("--scim-token-file", type=Path, metavar="F")
-    p.add_argument("--mode", choices=["jit", "enhanced"])
+    p.add_argument("--target", choices=["tines", "scim"], help="the application to provision")
+    p.add_argument("--tines-url", metavar="URL", help="the Tines tenant's base URL")
+    p.add_argument(
+        "--tines-api-key-file", type=Path, metavar="F", help="file holding a tenant-owner API key"
+    )
+    p.add_argument("--scim-url", metavar="URL", help="the SCIM service's base URL")
+    p.add_argument(
+        "--scim-token-file", type=Path, metavar="F", help="file holding the SCIM bearer token"
+    )
+    p.add_argument(
+        "--mode", choices=["jit", "enhanced"], help="create at first login, or keep in sync"
+    )
     p.add_argument(
         "--events",
         choices=["auto", "listener", "phasetwo", "poll"],
@@ -45,10 +51,12 @@ def add_init_command(sub: Any, common: argparse.ArgumentParser) -> None:
         help="how the bridge hears of logins: the jit-bridge listener when installed, else "
         "Phase Two's webhook when installed, else polling the event store (auto)",
     )
-    p.add_argument("--listen", metavar="HOST:PORT")
+    p.add_argument(
+        "--listen", metavar="HOST:PORT", help="where the bridge serves its webhook and API"
+    )
     p.add_argument("--webhook-url", metavar="URL", help="the bridge's webhook as Keycloak sees it")
     p.add_argument("--webhook-secret-file", type=Path, metavar="F", help="else generated")
-    p.add_argument("--database-url", metavar="URL")
+    p.add_argument("--database-url", metavar="URL", help="the state store (SQLite file by default)")
     p.add_argument("--no-verify-tls", action="store_true", help="test installations only")
     p.add_argument("--print-env", action="store_true", help="print variables, write no settings")
     p.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
