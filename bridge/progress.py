@@ -8,6 +8,7 @@ nothing when no one watches.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -21,6 +22,7 @@ class RunProgress:
     planned: int | None = None
     applied: int = 0
     watchers: list[Callable[[RunProgress], None]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def update(self, **changes: object) -> None:
         for name, value in changes.items():
@@ -29,7 +31,9 @@ class RunProgress:
             watch(self)
 
     def one_applied(self) -> None:
-        self.update(applied=self.applied + 1)
+        """Count one more applied operation (writes for several users run at once)."""
+        with self._lock:
+            self.update(applied=self.applied + 1)
 
     def to_json(self) -> dict[str, object]:
         return {
