@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bridge.model import Member, TargetState, TargetUser, Team
+from bridge.progress import RunProgress
 from bridge.server import create_app
 from bridge.service import Service
 from bridge.settings import Settings
@@ -335,3 +336,18 @@ def test_the_overview_shows_how_far_a_running_full_reconcile_got(console: Consol
     assert finished is not None
     assert finished.summary == {"operations": 5, "status": "partial"}
     assert "None running." in client.get("/ui").text
+
+
+def test_the_overview_shows_the_stage_of_a_full_reconcile_in_this_process(
+    console: Console,
+) -> None:
+    client, service = console()
+    progress = RunProgress(stage="applying", users_read=8, target_users=6, planned=10, applied=4)
+    service.context.full_reconcile = lambda: progress
+    sign_in(client)
+
+    page = client.get("/ui").text
+
+    assert "In this process: <strong>applying</strong> · 8 Keycloak users read" in page
+    assert "6 target users read · 4 of 10 operations applied" in page
+    assert '<progress max="10" value="4">' in page

@@ -23,6 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp
 
 from bridge.keys import EVERYONE, UserRef
+from bridge.overview import queue_view
 from bridge.resolve import desired_access, explain
 from bridge.ui.api import AdminApiClient, ApiAnswer
 from bridge.ui.session import (
@@ -212,7 +213,7 @@ def console_router(ctx: ServiceContext, api_app: ASGIApp) -> APIRouter:
     async def overview(request: Request, session: Session) -> Response:
         status = await api.call("GET", "/status")
         ready = await _readiness(api_app)
-        queue = await run_in_threadpool(ctx.store.queue_items)
+        queue = (await run_in_threadpool(queue_view, ctx.store)).entries
         running = [
             r for r in (status.body or {}).get("recent_runs", []) if r["status"] == "running"
         ]
