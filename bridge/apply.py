@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
@@ -41,6 +41,8 @@ from bridge.targets.base import (
     TransientError,
     UnauthorizedError,
 )
+
+LEFT_TO_NEWER_RUN = "left to this user's own reconcile (queued, running, or newer than this plan)"
 
 Outcome = Literal["applied", "failed", "held", "dry_run", "not_run"]
 
@@ -140,6 +142,7 @@ def apply_operations(
     before_send: Callable[[list[Operation]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     concurrency: int = 1,
+    claim: Callable[[str], AbstractContextManager[bool]] | None = None,
 ) -> ApplyResult:
     """Apply a plan's operations: email changes first (the rest of the plan names those
     accounts by their new emails), then each user's in plan order, up to `concurrency`
@@ -157,8 +160,12 @@ def apply_operations(
     before each request: once true, the rest is left unsent (`not_run`) for the next run.
     With `concurrency` > 1 the callbacks are called from several threads at once (the
     store's audit writes of concurrent callers then share one transaction).
+
+    `claim` (the service's full reconcile) is entered around each user's operations: a login
+    of that user waits for that user only, never for everyone. A user it refuses (false) is
+    left to their own reconcile (`not_run`). Additions are then not batched across users.
     """
-    run = _Run(target, state, on_results, before_send, should_stop, concurrency)
+    run = _Run(target, state, on_results, before_send, should_stop, concurrency, claim)
     return run.apply(operations)
 
 
@@ -176,6 +183,7 @@ class _Run:
         before_send: Callable[[list[Operation]], None] | None,
         should_stop: Callable[[], bool] | None,
         concurrency: int,
+        claim: Callable[[str], AbstractContextManager[bool]] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("write concurrency must be at least 1")
@@ -185,6 +193,7 @@ class _Run:
         self.before_send = before_send
         self.should_stop = should_stop
         self.concurrency = concurrency
+        self.claim = claim
         self.result = ApplyResult(accounts=self.directory.users)
         self.appeared: set[str] = set()
         self._lock = threading.Lock()
@@ -197,7 +206,7 @@ class _Run:
         by_user: dict[str, list[Operation]] = {}
         for op in operations:
             by_user.setdefault(op.email.lower(), []).append(op)
-        if not self.target.batches_memberships:
+        if not self.target.batches_memberships or self.claim is not None:
             self._each_user(list(by_user.values()))
             return self.result
         heads = [[op for op in ops if op.op in _BEFORE_MEMBERSHIPS] for ops in by_user.values()]
@@ -254,6 +263,16 @@ class _Run:
                 future.result()
 
     def _one_user(self, ops: list[Operation]) -> None:
+        if self.claim is None:
+            self._one_users_ops(ops)
+            return
+        with self.claim(ops[0].email) as ours:
+            if ours:
+                self._one_users_ops(ops)
+            else:
+                self._not_run(ops, LEFT_TO_NEWER_RUN)
+
+    def _one_users_ops(self, ops: list[Operation]) -> None:
         for index, op in enumerate(ops):
             if op.email.lower() in self.appeared:
                 self._not_run([op], "re-planned: user already existed")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -377,9 +378,18 @@ class Reconciler:
         triggered_by: list[str],
         requested_by: str,
         allow_removals: int | None = None,
+        claim_users: bool = False,
     ) -> RunReport:
+        """`claim_users` (the service's full reconcile): write to each user under that
+        user's queue claim, beside the workers' reconciles of single users. Without it (the
+        CLI, where no worker would take a user it leaves), every planned write is made."""
+        read_at = self.store.now() if self.store is not None else 0.0
         started = time.monotonic()
         plan, state, unreadable, identity = self._plan_all(trigger, allow_removals)
+        claim = None
+        if claim_users and self.store is not None and not self.dry_run:
+            keys = {u.email.lower(): UserRef(user_id=u.id).key for u in identity.users if u.email}
+            claim = self._user_claims(self.store, keys, read_at)
         return self._execute(
             EVERYONE,
             plan,
@@ -390,7 +400,32 @@ class Reconciler:
             identity=identity,
             subject=EVERYONE,
             started=started,
+            claim=claim,
         )
+
+    @staticmethod
+    def _user_claims(
+        store: Store, keys: dict[str, str], read_at: float
+    ) -> Callable[[str], AbstractContextManager[bool]]:
+        """A full reconcile's writes to one user happen under that user's queue claim, so
+        logins and admin events go on beside it and no user is reconciled twice at once."""
+
+        @contextmanager
+        def claim(email: str) -> Iterator[bool]:
+            key = keys.get(email.lower()) or UserRef(email=email).key
+            item = store.claim_user(key, read_at)
+            if item is None:
+                # Their own reconcile is queued, running or began after our read: it reads
+                # afresh; queueing the key makes sure one runs after whatever is running.
+                store.enqueue(key, "reconcile", source="full-reconcile")
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                store.complete(item)
+
+        return claim
 
     def approve(self, run_id: str, approved_by: str) -> RunReport:
         """Apply what a held run kept back, as far as a fresh plan still wants it.
@@ -431,6 +466,7 @@ class Reconciler:
         *,
         subject: str,
         started: float,
+        claim: Callable[[str], AbstractContextManager[bool]] | None = None,
     ) -> RunReport:
         run_id = None
         if self.store is not None:
@@ -510,6 +546,7 @@ class Reconciler:
                 before_send=before_send,
                 should_stop=self.should_stop,
                 concurrency=self.write_concurrency,
+                claim=claim,
             )
             accounts = outcome.accounts
             report = RunReport(run_id, plan, _status_of(plan, outcome), outcome.results)

@@ -347,3 +347,38 @@ def _tines_write(fake: TinesFake, write: Any) -> tuple[str, str, str]:
     teams = {t.id: t.name for t in state.teams}
     emails = {u.id: u.email for u in state.users}
     return (emails[str(write.body["user_id"])], teams[team_id], write.body["role"])
+
+
+def test_a_login_during_a_full_reconcile_does_not_wait_for_it(
+    deployment: StartDeployment, tines_fake: TinesFake
+) -> None:
+    tines_fake.slow(0.2)
+    bridge = deployment(nodes=1, users=40, mode="enhanced", reconcile_interval=0, in_tines=True)
+    (node,) = bridge.nodes
+    last = bridge.users[-1]  # the full reconcile reaches this user last
+    assert node.admin("POST", "sync", json={"all": True}).status_code == 202
+    wait_until(lambda: len(tines_fake.applied_writes()) >= 3, SETTLE_TIMEOUT, "under way", node)
+
+    assert node.post_login(last.id) == 202
+
+    wait_until(
+        lambda: (
+            {a for a in tines_access(tines_fake) if a[0] == last.email}
+            == {a for a in desired_access(bridge.users) if a[0] == last.email}
+        ),
+        SETTLE_TIMEOUT,
+        "the login's access in Tines",
+        node,
+    )
+    full = next(r for r in bridge.store.list_runs(limit=100) if r.kind == "all")
+    assert full.status == "running", "the login did not wait for the full reconcile"
+    wait_until(
+        lambda: (
+            tines_access(tines_fake) == desired_access(bridge.users)
+            and not bridge.store.queue_items()
+        ),
+        SETTLE_TIMEOUT,
+        "the full reconcile finished",
+        node,
+    )
+    assert writes_made_more_than_once(tines_fake) == {}

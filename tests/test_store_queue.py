@@ -418,48 +418,55 @@ def test_a_url_that_is_not_supported_is_refused_without_its_password() -> None:
     assert "hunter2" not in str(refused.value)
 
 
-def test_a_full_reconcile_never_runs_beside_a_user_reconcile(
+def test_a_full_reconcile_runs_beside_user_reconciles_and_takes_each_user_when_free(
     store: Store, store_clock: FakeClock
 ) -> None:
-    store.enqueue("id:alice", "login")
     store.enqueue("all", "reconcile")
-    store.enqueue("id:bob", "login")
-    alice = store.claim("w1")
-    assert alice is not None
-    assert alice.key == "id:alice"
-    # `all` is older than bob's entry but must wait for alice; bob may run beside alice.
-    bob = store.claim("w2")
-    assert bob is not None
-    assert bob.key == "id:bob"
-    assert store.claim("w3") is None
-    store.complete(alice)
-    assert store.claim("w3") is None
-    store.complete(bob)
-    everyone = store.claim("w3")
+    everyone = store.claim("w1")
     assert everyone is not None
     assert everyone.key == "all"
-    # While everyone is being reconciled, no single user is.
+    read_at = store.now()
+    # A login during the full reconcile is taken at once.
     store.enqueue("id:carol", "login")
-    assert store.claim("w1") is None
-    store.complete(everyone)
-    carol = store.claim("w1")
+    carol = store.claim("w2")
     assert carol is not None
     assert carol.key == "id:carol"
+    # The full reconcile leaves carol to her own reconcile, and takes dave while he is free.
+    assert store.claim_user("id:carol", read_at) is None
+    dave = store.claim_user("id:dave", read_at)
+    assert dave is not None
+    # dave's login meanwhile waits for the full reconcile's writes to him, and only those.
+    store.enqueue("id:dave", "login")
+    assert store.claim("w3") is None
+    store.complete(dave)
+    after = store.claim("w3")
+    assert after is not None
+    assert (after.key, after.trigger) == ("id:dave", "login")
 
 
-def test_a_dead_workers_claim_stops_blocking_once_its_lease_runs_out(
+def test_a_user_reconciled_after_the_full_reconciles_read_is_left_to_that_run(
     store: Store, store_clock: FakeClock
 ) -> None:
-    store.enqueue("id:alice", "login")
-    store.enqueue("all", "reconcile")
-    assert store.claim("w1", lease_seconds=10) is not None
-    assert store.claim("w2", lease_seconds=10) is None
+    read_at = store.now()
+    store_clock.advance(1)
+    store.enqueue("id:erin", "change")
+    erin = store.claim("w1")
+    assert erin is not None
+    store.complete(erin)
+
+    assert store.claim_user("id:erin", read_at) is None
+    later = store.claim_user("id:erin", store.now())
+    assert later is not None
+    assert later.key == "id:erin"
+
+
+def test_a_full_reconciles_claim_on_a_user_is_retaken_when_its_process_dies(
+    store: Store, store_clock: FakeClock
+) -> None:
+    assert store.claim_user("id:frank", store.now(), lease_seconds=10) is not None
     store_clock.advance(11)
-    # The expired alice claim is retaken first (oldest), then `all` can follow it.
-    again = store.claim("w2", lease_seconds=10)
-    assert again is not None
-    assert again.key == "id:alice"
-    store.complete(again)
-    follow = store.claim("w2")
-    assert follow is not None
-    assert follow.key == "all"
+
+    redo = store.claim("w2")
+
+    assert redo is not None
+    assert (redo.key, redo.trigger) == ("id:frank", "reconcile")

@@ -188,6 +188,23 @@ class Store:
         with write_transaction(self._engine) as connection:
             return queue.claim(connection, now, worker_id, lease_seconds)
 
+    def now(self) -> float:
+        """The store's clock: the time base of queue entries and reads."""
+        return self._clock()
+
+    def claim_user(self, key: str, read_at: float, lease_seconds: float = 60.0) -> QueueItem | None:
+        """Claim `key` for a full reconcile's writes to one user (`queue.claim_user`); None
+        leaves the user to their own reconcile."""
+        with write_transaction(self._engine) as connection:
+            return queue.claim_user(
+                connection,
+                self._clock(),
+                key,
+                f"{self.holder}/full-reconcile",
+                lease_seconds,
+                read_at,
+            )
+
     def complete(self, item: QueueItem) -> bool:
         """Done with `item`. False when its lease had expired and the key moved on."""
         with write_transaction(self._engine) as connection:

@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bridge.keys import EVERYONE, TRIGGER_STRENGTH, EnqueueResult, TriggerKind
 from bridge.store.errors import StoreError
 from bridge.store.records import QueueEntry, QueueItem
-from bridge.store.tables import seen_events, work_queue
+from bridge.store.tables import seen_events, user_reads, work_queue
 
 MAX_EVENT_IDS = 50
 """Event ids kept per unit of work: enough to trace a burst, bounded so a hot key stays small."""
@@ -234,32 +234,13 @@ def prune_seen_events(connection: Connection, now: float, retention: float) -> i
     return result.rowcount
 
 
-#: Serialises claims on PostgreSQL, so the exclusion below also holds between processes whose
-#: claims run at the same moment (on SQLite every write transaction is serial already).
-_CLAIM_LOCK = 0x6A697462  # "jitb"
-
-
 def _ready(now: float) -> ColumnElement[bool]:
-    due = or_(
+    """Waiting and due, or claimed by a worker whose lease ran out. A full reconcile runs
+    beside users' own reconciles: it claims each user's key around its writes to that user
+    (`claim_user`), so no user is reconciled by two workers at once."""
+    return or_(
         and_(_q.pending, _q.claimed_by.is_(None), _q.not_before <= now),
         and_(_q.claimed_by.is_not(None), _q.lease_until < now),
-    )
-    return and_(due, ~_conflicting_claim(now))
-
-
-def _conflicting_claim(now: float) -> ColumnElement[bool]:
-    """A full reconcile touches every user: it never runs beside a per-user reconcile, in
-    this process or another, so one user is never reconciled by two workers at once."""
-    other = work_queue.alias("other")
-    return (
-        select(other.c.id)
-        .where(
-            other.c.id != _q.id,
-            other.c.claimed_by.is_not(None),
-            other.c.lease_until >= now,
-            or_(_q.key == EVERYONE, other.c.key == EVERYONE),
-        )
-        .exists()
     )
 
 
@@ -273,8 +254,6 @@ def claim(
     connection: Connection, now: float, worker_id: str, lease_seconds: float
 ) -> QueueItem | None:
     """Take the oldest ready key: waiting and due, or claimed by a worker whose lease ran out."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
     oldest_first = (func.coalesce(_q.work_enqueued_at, _q.enqueued_at), _q.id)
     statement = (
         select(work_queue)
@@ -308,6 +287,8 @@ def claim(
         "lease_until": lease_until,
     }
     _update(connection, row, changes)
+    if row["key"] != EVERYONE:
+        _note_read(connection, row["key"], now)
     return QueueItem(
         id=row["id"],
         key=row["key"],
@@ -320,6 +301,65 @@ def claim(
         worker_id=worker_id,
         claim_token=token,
         lease_until=lease_until,
+    )
+
+
+def claim_user(
+    connection: Connection,
+    now: float,
+    key: str,
+    worker_id: str,
+    lease_seconds: float,
+    read_at: float,
+) -> QueueItem | None:
+    """Claim a user's key around a full reconcile's writes to that user. None when the user
+    has a reconcile of their own queued or running (it reads afresh), or one that began
+    after `read_at`, the full reconcile's bulk read: that newer run's plan stands."""
+    last_read = connection.execute(
+        select(user_reads.c.read_at).where(user_reads.c.key == key)
+    ).scalar_one_or_none()
+    if last_read is not None and last_read > read_at:
+        return None
+    token = uuid.uuid4().hex
+    lease_until = now + lease_seconds
+    work = _Work("reconcile", (), "full-reconcile", None, now)
+    row = {
+        "key": key,
+        "attempts": 0,
+        "last_error": None,
+        **_NOTHING_WAITING,
+        **work.as_claimed(),
+        "claimed_by": worker_id,
+        "claim_token": token,
+        "lease_until": lease_until,
+    }
+    inserted = connection.execute(_enqueue_statements(connection.dialect.name).new_row, row)
+    found = inserted.first()
+    if found is None:
+        return None
+    return QueueItem(
+        id=found.id,
+        key=key,
+        trigger=work.trigger,
+        event_ids=(),
+        email_hint=None,
+        source=work.source,
+        attempts=0,
+        enqueued_at=now,
+        worker_id=worker_id,
+        claim_token=token,
+        lease_until=lease_until,
+    )
+
+
+def _note_read(connection: Connection, key: str, now: float) -> None:
+    """Remember that a reconcile of `key` began now (its reads come after)."""
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(user_reads).values(key=key, read_at=now)
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["key"], set_={"read_at": statement.excluded.read_at}
+        )
     )
 
 
