@@ -93,6 +93,11 @@ class Metrics:
         self.events_polled = Counter(
             "jit_bridge_events_polled", "Events read from Keycloak's event store", registry=r
         )
+        self.workers_stopped = Gauge(
+            "jit_bridge_workers_stopped",
+            "1 while workers take no work: the target refused the credentials or TLS",
+            registry=r,
+        )
         self.last_full_reconcile = Gauge(
             "jit_bridge_last_full_reconcile_timestamp_seconds",
             "When the last full reconcile that completed finished (0: none yet)",

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -27,7 +27,7 @@ from bridge.apply import (
 )
 from bridge.gcpause import paused_gc
 from bridge.guard import apply_removal_budget, count_managed_memberships, is_removal
-from bridge.keys import EVERYONE, UserRef
+from bridge.keys import EVERYONE, TriggerKind, UserRef, acts_on, plan_trigger
 from bridge.mapping import GroupSelector, Mapping
 from bridge.model import (
     AccountPair,
@@ -49,8 +49,8 @@ from bridge.planner import plan as make_plan
 from bridge.policy import Policy
 from bridge.progress import RunProgress
 from bridge.run_log import log_run, user_subject
-from bridge.sources.base import IdentitySource
-from bridge.targets.base import Target
+from bridge.sources.base import IdentitySource, SourceError
+from bridge.targets.base import Target, TargetError, TransientError, UnauthorizedError
 
 if TYPE_CHECKING:  # an offline plan runs without the store (SQLAlchemy, Alembic)
     from bridge.store import AuditRecord, FinishedRunStatus, Store
@@ -78,6 +78,8 @@ class RunReport:
     subject: str | None = None
     #: Seconds from the first read to the last write.
     duration: float | None = None
+    #: The target error that stopped the run part-way (a transient or authorisation error).
+    stopped_by: TargetError | None = None
 
     @property
     def exit_code(self) -> int:
@@ -104,6 +106,84 @@ class RunReport:
             "subject": self.subject,
             "duration_seconds": None if self.duration is None else round(self.duration, 3),
         }
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Done: what was planned is in place, or nothing was needed (no report: the mode does
+    not act on this trigger)."""
+
+    report: RunReport | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Done, with operations the target refused for good (a bad request, a team that does
+    not exist): retrying now fails alike; the next trigger plans them again."""
+
+    report: RunReport
+
+
+@dataclass(frozen=True)
+class Held:
+    """Done; removals over the budget wait for approval."""
+
+    report: RunReport
+
+
+@dataclass(frozen=True)
+class RetryAfter:
+    """Not done: try again after `seconds` (None: the worker's backoff; 0: at once, by any
+    worker, for a process that is stopping). `failing` names the dependency to report."""
+
+    seconds: float | None
+    reason: str
+    failing: Literal["keycloak", "target"] | None = None
+    report: RunReport | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Not done, and no retry can help: the target refused the bridge's credentials (401,
+    403) or its TLS certificate did not verify. Workers take no more work until the settings
+    are fixed and the process restarted; the key stays queued."""
+
+    reason: str
+    report: RunReport | None = None
+    failing: Literal["keycloak", "target"] = "target"
+
+
+Outcome = Applied | Failed | Held | RetryAfter | Stop
+"""What a reconcile of one queued key came to: the one value the worker switches on."""
+
+
+def outcome_of(report: RunReport | None) -> Outcome:
+    if report is None:
+        return Applied()
+    if report.status == "interrupted":
+        return RetryAfter(0.0, "handed back: its process stopped", report=report)
+    if isinstance(report.stopped_by, UnauthorizedError):
+        return Stop(_refused(report.stopped_by), report)
+    if isinstance(report.stopped_by, TransientError):
+        reason = f"target unavailable: {report.stopped_by}"
+        return RetryAfter(report.stopped_by.retry_after, reason, "target", report)
+    if report.unreadable_groups:
+        # Fail closed: the run kept whatever those groups grant; come back once Keycloak
+        # answers for them again.
+        groups = ", ".join(sorted(report.unreadable_groups))
+        return RetryAfter(None, f"mapped groups could not be read: {groups}", "keycloak", report)
+    if report.status in ("failed", "partial"):
+        return Failed(report)
+    if report.plan.held:
+        return Held(report)
+    return Applied(report)
+
+
+def _refused(exc: UnauthorizedError) -> str:
+    return (
+        f"the target refused the bridge ({exc}); workers stopped: fix the credentials or "
+        "TLS settings and restart. Queued work waits and is not retried until then"
+    )
 
 
 class Reconciler:
@@ -133,6 +213,45 @@ class Reconciler:
         self.write_concurrency = write_concurrency
         #: Updated as a full run goes: users read, operations planned, operations applied.
         self.progress = progress or RunProgress()
+
+    # -- one queued key -------------------------------------------------------------------
+    def reconcile(
+        self,
+        key: str,
+        trigger: TriggerKind,
+        *,
+        causes: list[str],
+        requested_by: str,
+    ) -> Outcome:
+        """Reconcile one queued key (a user, or everyone), read to write, as one outcome."""
+        try:
+            report = self._sync_key(key, trigger, causes, requested_by)
+        except SourceError as exc:
+            return RetryAfter(None, f"Keycloak read failed: {exc}", "keycloak")
+        except UnauthorizedError as exc:  # TLS verification failures included
+            return Stop(_refused(exc))
+        except TransientError as exc:
+            return RetryAfter(exc.retry_after, f"target unavailable: {exc}", "target")
+        return outcome_of(report)
+
+    def _sync_key(
+        self,
+        key: str,
+        trigger: TriggerKind,
+        causes: list[str],
+        requested_by: str,
+    ) -> RunReport | None:
+        if not acts_on(self.policy.mode, trigger):
+            return None  # nothing to read: the plan would be empty
+        plan_as = plan_trigger(trigger)
+        if key == EVERYONE:
+            return self.sync_all(
+                plan_as, triggered_by=causes, requested_by=requested_by, claim_users=True
+            )
+        # Nothing an event carried decides anything: the key names whom to re-read; an
+        # email hint is never taken as the identity of a user Keycloak does not know.
+        ref = UserRef.from_key(key)
+        return self.sync_user(ref, plan_as, triggered_by=causes, requested_by=requested_by)
 
     # -- planning (pure after the reads) -------------------------------------------------
     def plan_user(self, ref: UserRef, trigger: Trigger) -> tuple[Plan, TargetState]:
@@ -550,6 +669,7 @@ class Reconciler:
             )
             accounts = outcome.accounts
             report = RunReport(run_id, plan, _status_of(plan, outcome), outcome.results)
+            report.stopped_by = outcome.stopped_by
             if outcome.stopped_by is not None:
                 report.error = str(outcome.stopped_by)
             elif outcome.failed:

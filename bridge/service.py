@@ -108,7 +108,6 @@ class Service:
         workers = WorkerPool(
             store=store,
             reconciler=reconciler,
-            mode=lambda: settings.mode,
             metrics=metrics,
             health=health,
             count=settings.workers,

@@ -18,14 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.health import Health
-from bridge.keys import EVERYONE, UserRef, acts_on, plan_trigger
+from bridge.keys import EVERYONE
 from bridge.metrics import Metrics
-from bridge.model import Mode
 from bridge.progress import RunProgress
-from bridge.reconcile import Reconciler, RunReport
-from bridge.sources.base import SourceError
+from bridge.reconcile import Applied, Failed, Held, Outcome, Reconciler, RetryAfter, Stop
 from bridge.store import QueueItem, Store
-from bridge.targets.base import TransientError, UnauthorizedError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +39,6 @@ def backoff(attempts: int, retry_after: float | None = None) -> float:
 class WorkerPool:
     store: Store
     reconciler: Callable[[], Reconciler]
-    mode: Callable[[], Mode]
     metrics: Metrics
     health: Health
     count: int = 2
@@ -51,13 +47,15 @@ class WorkerPool:
     wake: threading.Event = field(default_factory=threading.Event)
     #: Set when the process stops: no new claims; reconciles in hand stop before a write.
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: Why the workers stopped taking work (credentials or TLS refused), until a restart.
+    stopped_because: str | None = None
     #: Set once the workers are done: claims in hand are renewed until then.
     _halted: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
-    _in_hand: dict[str, QueueItem] = field(default_factory=dict)
-    _in_hand_lock: threading.Lock = field(default_factory=threading.Lock)
     #: How far the full reconcile this process is running has got; None when it runs none.
     full_reconcile: RunProgress | None = None
+    _in_hand: dict[str, QueueItem] = field(default_factory=dict)
+    _in_hand_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, name_prefix: str = "worker") -> None:
         for i in range(self.count):
@@ -102,6 +100,9 @@ class WorkerPool:
 
     def _loop(self, worker_id: str) -> None:
         while not self.stopping.is_set():
+            if self.stopped_because is not None:
+                self.stopping.wait(self.idle_wait)
+                continue
             try:
                 item = self.store.claim(worker_id, lease_seconds=self.lease_seconds)
             except Exception:
@@ -136,7 +137,8 @@ class WorkerPool:
                     log.exception("cannot renew the claim on %s", item.key)
 
     def run_item(self, item: QueueItem) -> None:
-        """Reconcile one queue entry and settle it: complete, or back to the queue."""
+        """Reconcile one queue entry and act on its outcome: complete it, put it back to be
+        retried, hand it back, or stop taking work."""
         started = time.monotonic()
         try:
             self._run_item(item)
@@ -146,100 +148,85 @@ class WorkerPool:
 
     def _run_item(self, item: QueueItem) -> None:
         try:
-            report = self._reconcile(item)
-        except SourceError as exc:
-            self.health.record_failure("keycloak", str(exc))
-            self.metrics.source_failures.inc()
-            self.metrics.failure("keycloak_read")
-            self._give_back_unplanned(item, f"Keycloak read failed: {exc}", backoff(item.attempts))
-            return
-        except UnauthorizedError as exc:
-            self.health.record_failure("target", str(exc))
-            self.metrics.failure("target_unauthorized")
-            self._give_back_unplanned(item, f"target refused our credentials: {exc}", MAX_BACKOFF)
-            return
-        except TransientError as exc:
-            self.health.record_failure("target", str(exc))
-            self.metrics.failure("target_unavailable")
-            self._give_back_unplanned(
-                item, f"target unavailable: {exc}", backoff(item.attempts, exc.retry_after)
-            )
-            return
-        except Exception as exc:
-            log.exception("reconcile of %s failed", item.key)
-            self.metrics.failure("unexpected")
-            self._give_back_unplanned(item, f"{type(exc).__name__}: {exc}", backoff(item.attempts))
-            return
-        if report is not None and report.unreadable_groups:
-            # Fail closed (docs/design.md, Safety): the run kept whatever those groups grant; say
-            # so and come back once Keycloak answers for them again.
-            problem = "mapped groups could not be read: " + ", ".join(
-                sorted(report.unreadable_groups)
-            )
-            self.health.record_failure("keycloak", problem)
-            self.metrics.source_failures.inc()
-            self.metrics.failure("keycloak_read")
-        else:
-            self.health.record_success("keycloak")
-        if report is not None and item.key == EVERYONE:
-            self.metrics.unreadable_groups.set(len(report.unreadable_groups))
-            self.metrics.orphan_accounts.set(len(report.plan.orphans))
-        if report is not None:
-            self.metrics.observe_run(report, kind=_kind_of(item))
-        if report is not None and report.status == "interrupted":
-            self.store.release(item, "handed back: its process stopped")
-            return
-        if report is not None:
-            stopped = report.error if report.status in ("failed", "partial") else None
-            if stopped and any(r.outcome == "not_run" for r in report.results):
-                # The target stopped the run part-way (transient/auth): re-plan later.
-                self.health.record_failure("target", stopped)
-                self.metrics.failure("target_unavailable")
-                self._retry(item, stopped, backoff(item.attempts))
-                return
-            self.health.record_success("target")
-            if report.unreadable_groups:
-                self._retry(item, problem, backoff(item.attempts))
-                return
-        self.store.complete(item)
-
-    def _reconcile(self, item: QueueItem) -> RunReport | None:
-        if not acts_on(self.mode(), item.trigger):
-            return None  # nothing to read: the plan would be empty
-        reconciler = self.reconciler()
-        causes = list(item.event_ids) or [f"queue:{item.trigger}"]
-        trigger = plan_trigger(item.trigger)
-        if item.key == EVERYONE:
-            self.full_reconcile = reconciler.progress
+            reconciler = self.reconciler()
+            if item.key == EVERYONE:
+                self.full_reconcile = reconciler.progress
             try:
-                return reconciler.sync_all(
-                    trigger, triggered_by=causes, requested_by=f"queue:{item.trigger}"
+                outcome = reconciler.reconcile(
+                    item.key,
+                    item.trigger,
+                    causes=list(item.event_ids) or [f"queue:{item.trigger}"],
+                    requested_by=f"queue:{item.trigger}",
                 )
             finally:
                 self.full_reconcile = None
-        # Nothing an event carried decides anything: the key names whom to re-read; an
-        # email hint is never taken as the identity of a user Keycloak does not know.
-        ref = UserRef.from_key(item.key)
-        return reconciler.sync_user(
-            ref, trigger, triggered_by=causes, requested_by=f"queue:{item.trigger}"
-        )
+        except Exception as exc:
+            log.exception("reconcile of %s failed", item.key)
+            self.metrics.failure("unexpected")
+            outcome = RetryAfter(None, f"{type(exc).__name__}: {exc}")
+        self._observe(item, outcome)
+        match outcome:
+            case Applied() | Failed() | Held():
+                self.store.complete(item)
+            case RetryAfter(seconds=0.0):
+                self.store.release(item, outcome.reason)
+            case RetryAfter():
+                self._retry(item, outcome.reason, backoff(item.attempts, outcome.seconds))
+            case Stop():
+                self._stop_for(outcome.reason)
+                self.store.release(item, outcome.reason)
 
-    def _give_back_unplanned(self, item: QueueItem, error: str, delay: float) -> None:
-        """A reconcile that failed before it had a plan: count it as a failed run, put the
-        key back, and for a full reconcile also record a failed run with the reason, so
-        `status` shows why (a user's failure shows in its queue entry instead; a run per
-        retry would be noise)."""
+    def _observe(self, item: QueueItem, outcome: Outcome) -> None:
+        """Health, metrics, and for a full reconcile that failed before it had a plan a failed
+        run with the reason, so `status` shows why (a user's failure shows in its queue entry
+        instead; a run per retry would be noise)."""
         kind = _kind_of(item)
-        self.metrics.runs.labels(kind=kind, status="failed").inc()
-        if kind == "all":
-            try:
-                run_id = self.store.start_run(
-                    EVERYONE, "reconcile", requested_by=f"queue:{item.trigger}"
-                )
-                self.store.finish_run(run_id, "failed", {"status": "failed", "error": error})
-            except Exception:
-                log.exception("cannot record the failed full reconcile")
-        self._retry(item, error, delay)
+        report = outcome.report
+        failing, reason = None, None
+        if isinstance(outcome, RetryAfter | Stop):
+            failing, reason = outcome.failing, outcome.reason
+        if failing is not None and reason is not None:
+            self.health.record_failure(failing, reason)
+        if failing == "keycloak":
+            self.metrics.source_failures.inc()
+        if isinstance(outcome, Stop) and failing == "target":
+            self.metrics.failure("target_unauthorized")
+        elif failing == "keycloak":
+            self.metrics.failure("keycloak_read")
+        elif failing == "target":
+            self.metrics.failure("target_unavailable")
+        if report is None:
+            if reason is not None:
+                self.metrics.runs.labels(kind=kind, status="failed").inc()
+                if kind == "all":
+                    self._record_failed_full_reconcile(item, reason)
+            return
+        if failing != "keycloak":
+            self.health.record_success("keycloak")
+        if failing != "target":
+            self.health.record_success("target")
+        if item.key == EVERYONE:
+            self.metrics.unreadable_groups.set(len(report.unreadable_groups))
+            self.metrics.orphan_accounts.set(len(report.plan.orphans))
+        self.metrics.observe_run(report, kind=kind)
+
+    def _record_failed_full_reconcile(self, item: QueueItem, error: str) -> None:
+        try:
+            run_id = self.store.start_run(
+                EVERYONE, "reconcile", requested_by=f"queue:{item.trigger}"
+            )
+            self.store.finish_run(run_id, "failed", {"status": "failed", "error": error})
+        except Exception:
+            log.exception("cannot record the failed full reconcile")
+
+    def _stop_for(self, reason: str) -> None:
+        """Take no more work: credentials or TLS settings are wrong, and retrying cannot fix
+        them. Status (the target failing), the metric and the log say so until a restart."""
+        if self.stopped_because is None:
+            log.error("workers stopped: %s", reason)
+        self.stopped_because = reason
+        self.metrics.workers_stopped.set(1)
+        self.health.record_failure("target", f"stopped: {reason}")
 
     def _retry(self, item: QueueItem, error: str, delay: float) -> None:
         log.warning("%s: %s; retrying in %.0f s", item.key, error, delay)

@@ -58,9 +58,7 @@ def worker(
             store=store,
         )
 
-    pool = WorkerPool(
-        store=store, reconciler=reconciler, mode=lambda: mode, metrics=Metrics(), health=Health()
-    )
+    pool = WorkerPool(store=store, reconciler=reconciler, metrics=Metrics(), health=Health())
     return pool, source, store
 
 

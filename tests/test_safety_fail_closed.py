@@ -122,7 +122,6 @@ def world(
     world.pool = WorkerPool(
         store=store,
         reconciler=world.reconciler,
-        mode=lambda: "enhanced",
         metrics=metrics,
         health=health,
     )

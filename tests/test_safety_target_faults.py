@@ -21,7 +21,7 @@ from bridge.store import Store
 from bridge.targets.base import UnauthorizedError
 from bridge.targets.http import Backoff
 from bridge.targets.tines import TinesTarget, tines_http
-from bridge.worker import MAX_BACKOFF, WorkerPool
+from bridge.worker import WorkerPool
 from tests.test_safety_support import MAPPING, idp_user, seed_tenant
 from tests.tines_fake import TinesFake
 
@@ -184,8 +184,8 @@ def test_refused_credentials_stop_at_once_without_a_retry_storm(
     assert "check that the API key is valid" in (report.error or "")
 
 
-def test_a_wrong_api_key_is_reported_by_the_worker_and_not_hammered(
-    fake: TinesFake, tmp_path: Path
+def test_a_wrong_api_key_stops_the_workers_until_the_settings_change(
+    fake: TinesFake, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     waits = Waits()
     store = Store.open(f"sqlite:///{tmp_path / 'state.db'}", clock=lambda: 1000.0)
@@ -194,7 +194,6 @@ def test_a_wrong_api_key_is_reported_by_the_worker_and_not_hammered(
     pool = WorkerPool(
         store=store,
         reconciler=lambda: reconciler(fake, waits, api_key="wrong-key"),
-        mode=lambda: "enhanced",
         metrics=metrics,
         health=health,
     )
@@ -205,11 +204,16 @@ def test_a_wrong_api_key_is_reported_by_the_worker_and_not_hammered(
         pool.run_item(item)
         assert len(fake.requests) == 1
         assert waits.asked == []
-        assert "target" in health.failing()
+        # A stop, not a timed retry: status, metrics and the log say so, and this process's
+        # workers take no more work; the key waits, due, for a process with good settings.
+        assert pool.stopped_because is not None
+        assert health.failing()["target"].startswith("stopped: the target refused the bridge")
+        assert "jit_bridge_workers_stopped 1.0" in metrics.render().decode()
+        assert any("workers stopped" in r.getMessage() for r in caplog.records)
         [waiting] = store.queue_items()
-        assert waiting.not_before == 1000.0 + MAX_BACKOFF
-        assert "refused our credentials" in (waiting.last_error or "")
-        assert store.claim("w") is None  # not retried before the long backoff
+        assert (waiting.key, waiting.claimed_by, waiting.attempts) == ("all", None, 0)
+        assert waiting.not_before == 1000.0
+        assert "fix the credentials or TLS settings and restart" in (waiting.last_error or "")
     finally:
         store.close()
     with pytest.raises(UnauthorizedError):
