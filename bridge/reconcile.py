@@ -49,7 +49,7 @@ from bridge.planner import plan as make_plan
 from bridge.policy import Policy
 from bridge.progress import RunProgress
 from bridge.run_log import log_run, user_subject
-from bridge.sources.base import IdentitySource, SourceError
+from bridge.sources.base import IdentitySource, SourceError, SourceRefusedError
 from bridge.targets.base import Target, TargetError, TransientError, UnauthorizedError
 
 if TYPE_CHECKING:  # an offline plan runs without the store (SQLAlchemy, Alembic)
@@ -144,9 +144,9 @@ class RetryAfter:
 
 @dataclass(frozen=True)
 class Stop:
-    """Not done, and no retry can help: the target refused the bridge's credentials (401,
-    403) or its TLS certificate did not verify. Workers take no more work until the settings
-    are fixed and the process restarted; the key stays queued."""
+    """Not done, and no retry can help: the target or Keycloak refused the bridge's
+    credentials (401, 403) or a TLS certificate did not verify. Workers take no more work
+    until the settings are fixed and the process restarted; the key stays queued."""
 
     reason: str
     report: RunReport | None = None
@@ -163,7 +163,7 @@ def outcome_of(report: RunReport | None) -> Outcome:
     if report.status == "interrupted":
         return RetryAfter(0.0, "handed back: its process stopped", report=report)
     if isinstance(report.stopped_by, UnauthorizedError):
-        return Stop(_refused(report.stopped_by), report)
+        return Stop(_refused("the target", report.stopped_by), report)
     if isinstance(report.stopped_by, TransientError):
         reason = f"target unavailable: {report.stopped_by}"
         return RetryAfter(report.stopped_by.retry_after, reason, "target", report)
@@ -179,9 +179,9 @@ def outcome_of(report: RunReport | None) -> Outcome:
     return Applied(report)
 
 
-def _refused(exc: UnauthorizedError) -> str:
+def _refused(who: str, exc: Exception) -> str:
     return (
-        f"the target refused the bridge ({exc}); workers stopped: fix the credentials or "
+        f"{who} refused the bridge ({exc}); workers stopped: fix the credentials or "
         "TLS settings and restart. Queued work waits and is not retried until then"
     )
 
@@ -226,10 +226,12 @@ class Reconciler:
         """Reconcile one queued key (a user, or everyone), read to write, as one outcome."""
         try:
             report = self._sync_key(key, trigger, causes, requested_by)
+        except SourceRefusedError as exc:
+            return Stop(_refused("Keycloak", exc), failing="keycloak")
         except SourceError as exc:
             return RetryAfter(None, f"Keycloak read failed: {exc}", "keycloak")
         except UnauthorizedError as exc:  # TLS verification failures included
-            return Stop(_refused(exc))
+            return Stop(_refused("the target", exc))
         except TransientError as exc:
             return RetryAfter(exc.retry_after, f"target unavailable: {exc}", "target")
         return outcome_of(report)

@@ -173,7 +173,7 @@ class WorkerPool:
             case RetryAfter():
                 self._retry(item, outcome.reason, backoff(item.attempts, outcome.seconds))
             case Stop():
-                self._stop_for(outcome.reason)
+                self._stop_for(outcome.failing, outcome.reason)
                 self.store.release(item, outcome.reason)
 
     def _observe(self, item: QueueItem, outcome: Outcome) -> None:
@@ -219,14 +219,14 @@ class WorkerPool:
         except Exception:
             log.exception("cannot record the failed full reconcile")
 
-    def _stop_for(self, reason: str) -> None:
+    def _stop_for(self, failing: str, reason: str) -> None:
         """Take no more work: credentials or TLS settings are wrong, and retrying cannot fix
         them. Status (the target failing), the metric and the log say so until a restart."""
         if self.stopped_because is None:
             log.error("workers stopped: %s", reason)
         self.stopped_because = reason
         self.metrics.workers_stopped.set(1)
-        self.health.record_failure("target", f"stopped: {reason}")
+        self.health.record_failure(failing, f"stopped: {reason}")
 
     def _retry(self, item: QueueItem, error: str, delay: float) -> None:
         log.warning("%s: %s; retrying in %.0f s", item.key, error, delay)

@@ -12,7 +12,7 @@ import requests
 
 from bridge.keys import UserRef
 from bridge.mapping import GroupSelector, Mapping, MappingEntry
-from bridge.sources.base import SourceError
+from bridge.sources.base import SourceError, SourceRefusedError
 from tests.fixtures.keycloak import KeycloakSandbox, TestKeycloak
 
 
@@ -276,7 +276,9 @@ def test_unreachable_keycloak_raises_source_error(keycloak: TestKeycloak) -> Non
 
 def test_wrong_secret_raises_a_clear_error_without_the_secret(keycloak: TestKeycloak) -> None:
     source = keycloak.source(client_secret="not-the-secret")
-    with pytest.raises(SourceError, match="refused the credentials of client 'jit-bridge'") as info:
+    refused = "refused the credentials of client 'jit-bridge'"
+    # Refused, not unreachable: a worker stops on it instead of retrying on a timer.
+    with pytest.raises(SourceRefusedError, match=refused) as info:
         source.ping()
     assert "not-the-secret" not in str(info.value)
 

@@ -20,6 +20,11 @@ class SourceError(Exception):
     """Reading the identity provider failed; the message says what and where, no secrets."""
 
 
+class SourceRefusedError(SourceError):
+    """Keycloak refused the bridge's credentials or rights (401, 403), or its TLS certificate
+    did not verify: a settings problem that no retry fixes."""
+
+
 class IdentitySource(ABC):
     @abstractmethod
     def read_user(self, ref: UserRef, mapping: Mapping) -> IdentityView:

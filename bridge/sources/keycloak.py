@@ -48,7 +48,7 @@ from keycloak.openid_connection import KeycloakOpenIDConnection
 from bridge.keys import UserRef
 from bridge.mapping import GroupSelector, Mapping
 from bridge.model import IdentityView, IdpUser
-from bridge.sources.base import IdentitySource, SourceError
+from bridge.sources.base import IdentitySource, SourceError, SourceRefusedError
 from bridge.sources.keycloak_errors import NotFoundError as _NotFoundError
 from bridge.sources.keycloak_errors import SelectorUnreadableError as _SelectorUnreadableError
 from bridge.sources.keycloak_organizations import (
@@ -127,13 +127,18 @@ class KeycloakSource(IdentitySource):
         try:
             response = self._admin.connection.raw_get(f"{self._base}/{path}", **params)
         except KeycloakAuthenticationError as exc:
-            raise SourceError(
+            raise SourceRefusedError(
                 f"Keycloak at {self.server_url} refused the credentials of client "
                 f"'{self.client_id}' in realm '{self.realm}' ({exc.response_code}): check the "
                 "client id and secret and that the client has service accounts enabled"
             ) from None
         except KeycloakConnectionError as exc:
             cause = exc.__cause__ or exc
+            if "CERTIFICATE_VERIFY_FAILED" in str(cause):
+                raise SourceRefusedError(
+                    f"{where}: TLS certificate verification failed; trust Keycloak's CA "
+                    "(REQUESTS_CA_BUNDLE) or, for testing only, set verify_tls = false"
+                ) from None
             raise SourceError(f"cannot reach Keycloak ({where}): {cause}") from None
         except KeycloakError as exc:
             raise SourceError(
@@ -144,13 +149,13 @@ class KeycloakSource(IdentitySource):
         if status == 404:
             raise _NotFoundError(where)
         if status == 403:
-            raise SourceError(
+            raise SourceRefusedError(
                 f"{where}: 403 forbidden; give the service account of client '{self.client_id}' "
                 "the realm-management role view-users (view-realm and view-clients for role "
                 "selectors, view-organizations for organization selectors)"
             )
         if status == 401:
-            raise SourceError(
+            raise SourceRefusedError(
                 f"{where}: 401 unauthorized; check the secret of client '{self.client_id}'"
             )
         if status != 200:
