@@ -553,7 +553,7 @@ def _identities(
     email_changes: bool,
     complete: bool,
 ) -> _Identities:
-    """Follow the Keycloak id, not the email (SPEC "Identity"):
+    """Follow the Keycloak id, not the email (docs/design.md, Identity):
 
     - a paired account whose Keycloak user is confirmed deleted (a 404 for the id, or absent
       from a complete read) is gone, unless a living Keycloak user has its email now;
