@@ -411,14 +411,22 @@ class Reconciler:
             if op is None:
                 continue
             applied = in_effect(op, state)
+            later = self._applied_later(intent) if applied else None
+            if later is not None:
+                # A later run found the change not in effect and made it: this write did not.
+                error: str | None = f"not in effect when run {later} read the target; it applied it"
+            elif applied:
+                error = None
+            else:
+                error = (
+                    "not in effect at the next read (its process stopped while sending it); "
+                    "planned again"
+                )
             outcome = intent.model_copy(
                 update={
                     "time": datetime.now(UTC),
-                    "outcome": "applied" if applied else "failed",
-                    "error": None
-                    if applied
-                    else "not in effect at the next read (its process "
-                    "stopped while sending it); planned again",
+                    "outcome": "applied" if applied and later is None else "failed",
+                    "error": error,
                 }
             )
             self.store.settle_audit(intent_id, outcome)
@@ -429,6 +437,20 @@ class Reconciler:
                 intent.run_id,
                 outcome.outcome,
             )
+
+    def _applied_later(self, intent: AuditRecord) -> str | None:
+        """The run that applied the same change after `intent` was recorded, if one did."""
+        assert self.store is not None
+        for record in self.store.audit(email=intent.email, since=intent.time, limit=10_000):
+            if (
+                record.outcome == "applied"
+                and record.run_id != intent.run_id
+                and record.time > intent.time
+                and (record.op, record.team, record.case_group, record.after)
+                == (intent.op, intent.team, intent.case_group, intent.after)
+            ):
+                return record.run_id or "?"
+        return None
 
     @property
     def _tracks_first_logins(self) -> bool:

@@ -330,7 +330,10 @@ def test_work_queued_before_a_crash_is_applied_once_after_restart(
         )
     bridge.wait_until(bridge.idle, timeout=60, what="the queue to empty")
     for email in emails:
-        assert ops_of(bridge.audit(email)) == [
+        # A write the kill cut short is settled from the next read: `failed` when a later run
+        # had to make the change itself. Each change is applied once.
+        applied = [op for op in ops_of(bridge.audit(email)) if op[2] != "failed"]
+        assert applied == [
             ("add_membership", "Analytics", "applied"),
             ("create_user", None, "applied"),
         ]
