@@ -345,6 +345,19 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_db_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.store.backup import BackupError, backup_sqlite
+
+    try:
+        done = backup_sqlite(settings.database_url, args.file)
+    except BackupError as exc:
+        _err(str(exc))
+        return EXIT_FAILURE
+    revision = done.revision or "none: no jit-bridge schema in it"
+    print(f"wrote {done.path} ({done.size} bytes, schema revision {revision})")
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.service import ListenError, run_service
 
@@ -754,6 +767,13 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(title="db commands")
     p = db_sub.add_parser("upgrade", parents=[common], help="migrate the schema to the newest")
     p.set_defaults(handler=cmd_db_upgrade)
+    p = db_sub.add_parser(
+        "backup",
+        parents=[common],
+        help="copy a SQLite state store to FILE while the service runs (PostgreSQL: pg_dump)",
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="where to write the copy")
+    p.set_defaults(handler=cmd_db_backup)
     return parser
 
 
