@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system keycloak provider lint test test-unit demo screenshots clean
+.PHONY: setup system keycloak provider wheelhouse dist lint test test-unit demo screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: system $(STAMP) keycloak provider
+setup: system $(STAMP) keycloak provider wheelhouse
 
 system:
 	bash deploy/system-packages.sh
@@ -24,6 +24,20 @@ keycloak: $(STAMP)
 
 provider: system
 	bash deploy/keycloak-provider/build.sh >/dev/null
+
+# The package's dependencies as wheels, so that tests/test_package.py installs the built wheel
+# into a fresh venv without PyPI.
+WHEELHOUSE := $(HOME)/.cache/jit-bridge/wheels
+wheelhouse: $(WHEELHOUSE)/.pyproject.toml
+$(WHEELHOUSE)/.pyproject.toml: pyproject.toml | $(STAMP)
+	$(PY) -m pip download --quiet --only-binary=:all: --dest $(WHEELHOUSE) .
+	cp pyproject.toml $@
+
+# The Python package: dist/jit_bridge-<version>-py3-none-any.whl and dist/jit_bridge-<version>.tar.gz,
+# both carrying the listener jar, the migrations, the mapping schema and the example mapping.
+dist: $(STAMP) provider
+	rm -rf build dist/jit_bridge-*
+	$(PY) -m build --no-isolation --outdir dist .
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -36,8 +50,9 @@ test: setup lint
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
 # The fast layer: every test that needs no Keycloak, PostgreSQL, SCIM server or bridge
-# process (tests/conftest.py marks those); under a minute, on a machine without them.
-UNIT_TESTS := not keycloak and not postgres and not scim and not bridge_process
+# process (tests/conftest.py marks those) and builds no package (tests/test_package.py); under a
+# minute, on a machine without them.
+UNIT_TESTS := not keycloak and not postgres and not scim and not bridge_process and not package
 test-unit: $(STAMP)
 	JIT_BRIDGE_TEST_NO_SERVICES=1 $(VENV)/bin/pytest -q -m "$(UNIT_TESTS)"
 

@@ -358,6 +358,60 @@ def cmd_db_backup(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_example_mapping(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.packaged import EXAMPLE_MAPPING
+
+    return _write_output(EXAMPLE_MAPPING.read_text(encoding="utf-8"), args.output)
+
+
+def cmd_mapping_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.packaged import MAPPING_SCHEMA
+
+    return _write_output(MAPPING_SCHEMA.read_text(encoding="utf-8"), args.output)
+
+
+def cmd_provider_path(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.packaged import PackagedFileError, listener_jar
+
+    try:
+        print(listener_jar())
+    except PackagedFileError as exc:
+        _err(str(exc))
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_provider_install(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.packaged import (
+        PackagedFileError,
+        ProvidersDirError,
+        install_listener,
+        listener_options_text,
+    )
+
+    try:
+        installed, replaced = install_listener(args.providers_dir)
+    except ProvidersDirError as exc:
+        raise UsageError(str(exc)) from exc
+    except PackagedFileError as exc:
+        _err(str(exc))
+        return EXIT_FAILURE
+    size = installed.stat().st_size
+    note = ", replacing a different jar of that name" if replaced else ""
+    print(f"copied the jit-bridge Keycloak listener to {installed} ({size} bytes{note})")
+    print(listener_options_text())
+    return EXIT_OK
+
+
+def _write_output(text: str, output: str) -> int:
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        print(f"wrote {output}")
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.service import ListenError, run_service
 
@@ -758,6 +812,36 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("queue", cmd_queue, "what waits in the queue and what is in progress")
     as_json(p, "the queue")
+
+    for name, handler, what in (
+        ("example-mapping", cmd_example_mapping, "an example mapping file, to start from"),
+        ("mapping-schema", cmd_mapping_schema, "the mapping file's JSON Schema"),
+    ):
+        p = add(name, handler, f"print {what}")
+        p.add_argument(
+            "-o", "--output", default="-", metavar="FILE", help="write it to FILE (default stdout)"
+        )
+
+    provider = sub.add_parser(
+        "keycloak-provider", help="the Keycloak event listener jar shipped in this package"
+    )
+    provider_sub = provider.add_subparsers(title="keycloak-provider commands")
+    help_text = (
+        "copy the listener jar into Keycloak's providers folder and print the options to set"
+    )
+    p = provider_sub.add_parser(
+        "install", parents=[common], help=help_text, description=help_text, epilog=EPILOG
+    )
+    p.add_argument(
+        "providers_dir",
+        type=Path,
+        metavar="DIR",
+        help="Keycloak's providers folder, e.g. /opt/keycloak/providers",
+    )
+    p.set_defaults(handler=cmd_provider_install)
+    help_text = "print where the listener jar of this installation is"
+    p = provider_sub.add_parser("path", parents=[common], help=help_text, description=help_text)
+    p.set_defaults(handler=cmd_provider_path)
 
     from bridge.init.arguments import add_init_command
 

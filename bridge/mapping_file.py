@@ -1,7 +1,8 @@
 """Reading, validating and writing the mapping file (docs/design.md, Mapping).
 
 The pydantic models below are the one description of the on-disk format: they validate files,
-and `mapping_json_schema()` turns them into `mappings/schema.json`. A file is refused as a whole,
+and `mapping_json_schema()` turns them into `bridge/data/mapping-schema.json` (shipped in the
+package; `jit-bridge mapping-schema` prints it). A file is refused as a whole,
 with every problem at once and each at its JSON pointer, because an operator fixing a mapping
 should not have to play whack-a-mole, and a half-read mapping could silently drop access.
 
@@ -9,7 +10,7 @@ Older Tines configurations are accepted too (`sso_group`, `tenant_owners_group`,
 `tenant_permissions`, lower-case roles, a leftover `group_attribute_name`); any other unknown
 key is an error, because a typo such as `rol_name` must never quietly grant nothing.
 
-Run `python -m bridge.mapping_file schema > mappings/schema.json` to regenerate the schema.
+Run `python -m bridge.mapping_file schema > bridge/data/mapping-schema.json` to regenerate it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from bridge.mapping import GroupSelector, Mapping, MappingEntry, PermissionGrant
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-REGENERATE_SCHEMA = "python -m bridge.mapping_file schema > mappings/schema.json"
+REGENERATE_SCHEMA = "python -m bridge.mapping_file schema > bridge/data/mapping-schema.json"
 
 _ROLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 # A JSON string (an unterminated one runs to the end of the text) or a bracket. Linear: every

@@ -87,3 +87,15 @@ def test_a_store_error_is_still_reported_as_one(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "the state store (database_url) is unusable" in done.stderr
+
+
+def test_the_packaged_file_commands_load_nothing_beyond_the_command_line(tmp_path: Path) -> None:
+    for args, expected in (
+        (["keycloak-provider", "install", str(tmp_path / "missing")], 2),  # no jar needed
+        (["example-mapping", "-o", str(tmp_path / "mapping.json")], 0),
+        (["mapping-schema"], 0),
+    ):
+        code, _, unwanted = loaded_by(args)
+
+        assert code == expected, args
+        assert unwanted == set(), args

@@ -9,10 +9,11 @@ import pytest
 
 from bridge.cli import main
 from bridge.model import IdpSnapshot, TargetState
+from bridge.packaged import EXAMPLE_MAPPING
 from tests.fixtures.keycloak import TestKeycloak
 from tests.tines_fake.server import TinesFake
 
-EXAMPLE = Path(__file__).parents[1] / "mappings" / "example.json"
+EXAMPLE = EXAMPLE_MAPPING
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bridge.cli import main
+from bridge.packaged import EXAMPLE_MAPPING
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 BAD_MAPPINGS = Path(__file__).parent / "data" / "mappings" / "bad"
@@ -166,7 +167,7 @@ def test_a_malformed_snapshot_is_refused_with_where(
 def test_validate_accepts_the_example_and_refuses_a_bad_mapping(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    example = Path(__file__).parents[1] / "mappings" / "example.json"
+    example = EXAMPLE_MAPPING
     assert main(["validate", str(example)]) == 0
     assert "valid (4 mapping entries" in capsys.readouterr().out
     bad = tmp = BAD_MAPPINGS

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from bridge.mapping import GroupSelector, Mapping
 from bridge.mapping_file import (
+    REGENERATE_SCHEMA,
     MappingError,
     dump_mapping,
     load_mapping,
@@ -22,6 +23,7 @@ from bridge.mapping_file import (
     mapping_json_schema,
     parse_mapping,
 )
+from bridge.packaged import MAPPING_SCHEMA
 from tests.examples import examples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,10 +371,9 @@ def test_committed_schema_is_what_the_code_generates() -> None:
         check=True,
         cwd=ROOT,
     ).stdout
-    committed = (ROOT / "mappings" / "schema.json").read_text()
+    committed = MAPPING_SCHEMA.read_text()
     assert committed == generated, (
-        "mappings/schema.json is stale; regenerate it with "
-        "`python -m bridge.mapping_file schema > mappings/schema.json`"
+        f"{MAPPING_SCHEMA} is stale; regenerate it with `{REGENERATE_SCHEMA}`"
     )
 
 

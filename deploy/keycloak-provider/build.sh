@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the jit-bridge Keycloak event listener jar (running its JUnit tests) when src/ or pom.xml
 # changed since the last build, and prints the jar's absolute path as the last line of stdout.
+# It also copies the jar into the Python package (bridge/data/), which ships it in the wheel.
 # Maven's own output goes to stderr. Dependencies come from ~/.m2, so after the first build no
 # network is needed (released artifacts already in ~/.m2 are never downloaded again).
 set -euo pipefail
@@ -27,5 +28,9 @@ else
     rm -f "$stamp"
     mvn -q -B -Dstyle.color=never -f "$project_dir/pom.xml" package >&2
     echo "$wanted" >"$stamp"
+fi
+packaged="$project_dir/../../bridge/data/jit-bridge-keycloak-provider.jar"
+if ! cmp -s "$jar" "$packaged"; then
+    cp "$jar" "$packaged.tmp" && mv "$packaged.tmp" "$packaged"
 fi
 echo "$jar"
