@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system keycloak provider wheelhouse dist lint test test-unit demo screenshots clean
+.PHONY: setup system keycloak provider wheelhouse dist helm lint test test-unit demo screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: system $(STAMP) keycloak provider wheelhouse
+setup: system $(STAMP) keycloak provider wheelhouse helm
 
 system:
 	bash deploy/system-packages.sh
@@ -38,6 +38,11 @@ $(WHEELHOUSE)/.pyproject.toml: pyproject.toml | $(STAMP)
 dist: $(STAMP) provider
 	rm -rf build dist/jit_bridge-*
 	$(PY) -m build --no-isolation --outdir dist .
+
+# helm for the chart's tests, built once from the Go module proxy (deploy/helm/install-helm.sh
+# says which version and why).
+helm:
+	bash deploy/helm/install-helm.sh >/dev/null
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
