@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bridge.cli import main
 from bridge.init.keycloak_setup import (
     CLIENT_FLOWS,
     EVENT_SWITCHES,
@@ -20,6 +21,7 @@ from bridge.init.keycloak_setup import (
 )
 from bridge.intake.events import LOGIN_EVENT_TYPES
 from bridge.mapping_file import parse_mapping
+from bridge.packaged import listener_jar
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "deploy" / "keycloak-operator"
@@ -99,7 +101,9 @@ def test_the_listener_id_is_the_factorys(
     assert LISTENER_ID in realm_import["spec"]["realm"]["eventsListeners"]
 
 
-def test_the_jar_lands_in_keycloaks_providers_directory(keycloak: dict[str, Any]) -> None:
+def test_the_jar_lands_in_keycloaks_providers_directory(
+    keycloak: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pod = keycloak["spec"]["unsupported"]["podTemplate"]["spec"]
     [init] = pod["initContainers"]
     command = init["command"]
@@ -115,6 +119,13 @@ def test_the_jar_lands_in_keycloaks_providers_directory(keycloak: dict[str, Any]
     assert keycloak["spec"]["startOptimized"] is False
     assert init["securityContext"]["allowPrivilegeEscalation"] is False
     assert init["securityContext"]["runAsNonRoot"] is True
+    # The init container's command, run by the real CLI into a stand-in for the emptyDir.
+    empty_dir = tmp_path / "providers"
+    empty_dir.mkdir()
+    assert main([*command[1:3], str(empty_dir)]) == 0, capsys.readouterr().err
+    [jar] = empty_dir.iterdir()
+    assert jar.suffix == ".jar"
+    assert jar.read_bytes() == listener_jar().read_bytes()
 
 
 def test_the_realm_saves_the_events_init_turns_on(realm_import: dict[str, Any]) -> None:
