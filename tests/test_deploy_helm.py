@@ -600,3 +600,23 @@ def test_every_value_is_listed_in_the_charts_readme_and_commented() -> None:
             assert before[0].lstrip().startswith("#"), (
                 f"values.yaml:{number + 1}: {line} has no comment"
             )
+
+
+def test_every_secret_the_bridge_reads_from_a_file_can_be_mounted(helm: str) -> None:
+    """The chart knows each `_FILE` setting of the bridge: a new one breaks this test."""
+    sets = [
+        arg
+        for name in FILE_FIELDS
+        for arg in (
+            "--set",
+            f"secrets.{name}.secretName=s-{name}",
+            "--set",
+            f"secrets.{name}.key=k",
+        )
+    ]
+    docs = render(helm, POSTGRESQL, *sets)
+    env = env_of(docs)
+    for name in FILE_FIELDS:
+        volume, item = mounted_volume(docs, env[f"JIT_BRIDGE_{name.upper()}_FILE"])
+        sources = [s["secret"] for s in volume["projected"]["sources"]]
+        assert {"name": f"s-{name}", "items": [{"key": "k", "path": item}]} in sources
