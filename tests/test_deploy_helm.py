@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -149,6 +150,31 @@ def test_helm_lint_passes_strictly(helm: str, variant: str) -> None:
     # helm lint reports a template's `fail` as INFO and passes: a refused value must not hide.
     for sign in ("Fail:", "[WARNING]", "[ERROR]"):
         assert sign not in output, output
+
+
+#: The oldest Kubernetes the chart supports (Chart.yaml's kubeVersion) and the one helm
+#: renders for.
+KUBERNETES_VERSIONS = ("1.25", "1.36")
+#: Kinds of custom resources, whose schemas come with their operators: checked field by field
+#: below instead.
+CUSTOM_KINDS = {"ServiceMonitor"}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_manifest_matches_the_kubernetes_schema(
+    rendered: dict[str, list[dict[str, Any]]], variant: str
+) -> None:
+    """Strict: a misspelt or misplaced field is an error, as `kubectl apply` would refuse it."""
+    assert 'kubeVersion: ">=1.25.0-0"' in (CHART / "Chart.yaml").read_text(encoding="utf-8")
+    for doc in rendered[variant]:
+        if doc["kind"] in CUSTOM_KINDS:
+            continue
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                where = "/".join(str(p) for p in exc.path)
+                pytest.fail(f"{doc['kind']} (Kubernetes {version}) at {where}: {exc.message}")
 
 
 # -- the two ways to run it ----------------------------------------------------------------
