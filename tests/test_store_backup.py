@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -109,11 +110,14 @@ def test_backup_does_not_upgrade_the_schema(
     store = Store.open(sqlite_url(path))
     store.upgrade()
     store.close()
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection, connection:
         connection.execute("UPDATE alembic_version SET version_num = '0001'")
     monkeypatch.setenv("JIT_BRIDGE_DATABASE_URL", sqlite_url(path))
     assert main(["db", "backup", str(tmp_path / "copy.db")]) == 0
     assert "schema revision 0001" in capsys.readouterr().out
+    # Nothing left beside an idle store for its owner to trip over (a backup run as root on
+    # a service's state directory must not leave root's -wal and -shm files there).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db", "state.db"]
     for file in (path, tmp_path / "copy.db"):
         with sqlite3.connect(file) as connection:
             assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == (

@@ -63,9 +63,13 @@ def backup_sqlite(database_url: str, destination: Path) -> Backup:
         raise BackupError(f"{destination} is the database itself; choose another file")
     partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
     try:
-        # Read-only: a backup never creates, upgrades or writes the store it copies.
-        source = sqlite3.connect(f"{source_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        # Opened read-write but used read-only (query_only): a read-only connection would
+        # create the -wal and -shm files when none exist and leave them behind, owned by
+        # whoever ran the backup, where the service may not be able to open them. This one,
+        # if it is the last to close, removes them as the service itself would.
+        source = sqlite3.connect(source_path, timeout=30)
         try:
+            source.execute("PRAGMA query_only=1")
             copy = sqlite3.connect(partial)
             try:
                 source.backup(copy)
