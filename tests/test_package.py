@@ -294,3 +294,24 @@ def test_keycloak_provider_install_refuses_a_folder_that_is_not_there(
     assert done.returncode == 2
     assert f"{a_file} is not a directory" in done.stderr
     assert a_file.read_text() == "not a folder\n"
+
+
+def test_a_wheel_is_not_built_without_the_listener_jar(dist: Dist, tmp_path: Path) -> None:
+    """Outside a checkout (no build.sh) the jar must come with the sources: an sdist that lost
+    it is refused with the reason, instead of making a wheel without the listener."""
+    with tarfile.open(dist.sdist) as sdist:
+        sdist.extractall(tmp_path, filter="data")
+    sources = tmp_path / f"jit_bridge-{__version__}"
+    (sources / "bridge" / "data" / JAR_NAME).unlink()
+
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", "out", "."],
+        capture_output=True,
+        text=True,
+        cwd=sources,
+        check=False,
+    )
+
+    assert done.returncode != 0
+    assert "the Keycloak listener jar is missing" in done.stdout + done.stderr
+    assert not (sources / "out").exists() or not any((sources / "out").glob("*.whl"))
