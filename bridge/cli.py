@@ -414,9 +414,13 @@ def _write_output(text: str, output: str) -> int:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.service import ListenError, run_service
+    from bridge.tls import TlsError
 
     try:
         return run_service(settings, mapping_override=args.mapping)
+    except TlsError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
     except ListenError as exc:
         _err(str(exc))
         return EXIT_FAILURE

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.app_state import ServiceContext
 from bridge.intake.webhook import WEBHOOK_PATH, WebhookFastPath, webhook_handler
@@ -22,6 +22,7 @@ from bridge.mapping_versions import API_SOURCE
 from bridge.model import Trigger
 from bridge.overview import check_dependencies, status_view
 from bridge.store import RunAlreadyApprovedError, RunNotFoundError, RunNotHeldError
+from bridge.tls import HSTS_VALUE
 from bridge.ui import console_router
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,29 @@ def create_app(ctx: ServiceContext) -> ASGIApp:
     app.include_router(_admin_router(ctx), prefix="/api/v1")
     app.include_router(console_router(ctx, app))
     served = app if handler is None else WebhookFastPath(app, handler)
-    return _RefuseWebhooksWhileStopping(served, ctx.stopping)
+    return _StrictTransportSecurity(_RefuseWebhooksWhileStopping(served, ctx.stopping))
+
+
+class _StrictTransportSecurity:
+    """Over HTTPS (served directly, or by a trusted proxy that ended TLS), every answer tells
+    the browser to use only HTTPS for this host from now on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("scheme") != "https":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_hsts(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"strict-transport-security", HSTS_VALUE.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_hsts)
 
 
 class _RefuseWebhooksWhileStopping:

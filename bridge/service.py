@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ from bridge.settings import Settings
 from bridge.sources.base import IdentitySource
 from bridge.store import Store
 from bridge.targets.base import Target
+from bridge.tls import server_context
 from bridge.wiring import (
     build_reconciler,
     build_source,
@@ -348,9 +350,21 @@ def listen_socket(settings: Settings) -> socket.socket:
     return sock
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The HTTPS context of `listen` when `tls_cert_file` and `tls_key_file` are set; raises
+    bridge.tls.TlsError naming the file when they cannot be used."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    return server_context(
+        settings.tls_cert_file, settings.tls_key_file, settings.secret("tls_key_password")
+    )
+
+
 def run_service(settings: Settings, mapping_override: Path | None = None) -> int:
+    # Certificate and key first: a bad file stops the start before anything else runs.
+    context = tls_context(settings)
     sock = listen_socket(settings)
-    return serve(Service.build(settings, mapping_override), sock)
+    return serve(Service.build(settings, mapping_override), sock, context)
 
 
 class _Server(uvicorn.Server):
@@ -362,14 +376,34 @@ class _Server(uvicorn.Server):
         yield
 
 
-def serve(service: Service, sock: socket.socket | None = None) -> int:
+class _Config(uvicorn.Config):
+    """uvicorn's settings with a TLS context of our own (bridge.tls: TLS 1.2+, checked
+    files) instead of the one uvicorn would build from file names."""
+
+    def __init__(self, *args: Any, tls: ssl.SSLContext | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tls = tls
+
+    def load(self) -> None:
+        super().load()
+        if self._tls is not None:
+            self.ssl = self._tls
+
+
+def serve(
+    service: Service, sock: socket.socket | None = None, tls: ssl.SSLContext | None = None
+) -> int:
     """Run `service` under uvicorn until SIGTERM or SIGINT, then stop it gracefully within
     `shutdown_timeout` and return 0 (a second signal cuts the wait for workers short).
-    `sock`: the listening socket already bound (`listen_socket`); else uvicorn binds."""
+    `sock`: the listening socket already bound (`listen_socket`); else uvicorn binds.
+    `tls`: serve HTTPS with this context (default: `tls_context(settings)`)."""
     settings = service.settings
+    if tls is None:
+        tls = tls_context(settings)
     app = create_app(service.context)
+    trusted_proxies = list(settings.forwarded_allow_ips)
     server = _Server(
-        uvicorn.Config(
+        _Config(
             app,
             host=settings.listen_host,
             port=settings.listen_port,
@@ -377,6 +411,11 @@ def serve(service: Service, sock: socket.socket | None = None) -> int:
             log_config=uvicorn_log_config(settings.log_level),
             access_log=False,
             timeout_graceful_shutdown=2,
+            # X-Forwarded-Proto/-For only from the proxies named in forwarded_allow_ips;
+            # uvicorn's own default would believe any local process.
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=trusted_proxies or None,
+            tls=tls,
         )
     )
     deadline: list[float] = []
@@ -403,7 +442,7 @@ def serve(service: Service, sock: socket.socket | None = None) -> int:
         "jit-bridge %s mode, target %s, listening on %s",
         settings.mode,
         settings.target,
-        settings.listen,
+        f"{'https' if tls is not None else 'http'}://{settings.listen}",
     )
     try:
         server.run(sockets=None if sock is None else [sock])

@@ -10,6 +10,7 @@ files (for secrets mounted by an orchestrator), the TOML file (`--settings F` or
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
 import tomllib
@@ -35,6 +36,7 @@ SECRET_FIELDS = (
     "keycloak_client_secret",
     "webhook_secret",
     "admin_token",
+    "tls_key_password",
 )
 #: Settings that can be read from a file (`JIT_BRIDGE_<NAME>_FILE`): the secrets, and the
 #: database URL, which carries the database password.
@@ -92,6 +94,15 @@ class Settings(BaseSettings, Policy):
     listen: str = "127.0.0.1:8080"
     admin_token: SecretStr | None = None
     verify_tls: bool = True
+    #: HTTPS on `listen`: the certificate chain (PEM, server certificate first) and its key
+    #: (PEM; `tls_key_password` if encrypted). Both or neither; neither serves plain HTTP.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_key_password: SecretStr | None = None
+    #: Addresses (IPs, CIDR ranges, or "*") of reverse proxies whose X-Forwarded-Proto and
+    #: X-Forwarded-For are believed: behind a proxy that ends TLS, the console's cookies are
+    #: then `Secure`. Empty (default): forwarded headers are ignored, from anyone.
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     # -- operational knobs ---------------------------------------------------------------
     workers: int = Field(default=2, ge=1, le=64)
@@ -103,7 +114,13 @@ class Settings(BaseSettings, Policy):
     #: "text" (one readable line per record) or "json" (one JSON object per line).
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("role_precedence", "protected_users", "managed_email_domains", mode="before")
+    @field_validator(
+        "role_precedence",
+        "protected_users",
+        "managed_email_domains",
+        "forwarded_allow_ips",
+        mode="before",
+    )
     @classmethod
     def _list_from_env(cls, value: Any) -> Any:
         """An environment variable may hold a JSON list or a comma-separated list."""
@@ -112,6 +129,22 @@ class Settings(BaseSettings, Policy):
             if text.startswith("["):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each entry an IP address, a network (10.0.0.0/8) or "*": a typo must not be
+        silently ignored (the proxy would then not be believed) or trust too much."""
+        for entry in value:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address, a network like 10.0.0.0/8, or *"
+                ) from None
         return value
 
     @field_validator("listen")
@@ -145,6 +178,11 @@ class Settings(BaseSettings, Policy):
     @property
     def policy(self) -> Policy:
         return Policy(**{name: getattr(self, name) for name in Policy.model_fields})
+
+    @property
+    def https(self) -> bool:
+        """Whether `listen` serves HTTPS (`tls_cert_file` and `tls_key_file` set)."""
+        return self.tls_cert_file is not None and self.tls_key_file is not None
 
     @property
     def listen_host(self) -> str:
@@ -222,9 +260,27 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
     init = {k: v for k, v in from_file.items() if k not in env_names}
     init.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return Settings(**init)
+        settings = Settings(**init)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, path)) from None
+    _check_tls_pair(settings, path)
+    return settings
+
+
+def _check_tls_pair(settings: Settings, path: Path | None) -> None:
+    """`tls_cert_file` and `tls_key_file` go together: one alone would serve plain HTTP
+    where HTTPS was meant."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if (cert is None) == (key is None):
+        return
+    given, missing = "tls_cert_file", "tls_key_file"
+    if cert is None:
+        given, missing = missing, given
+    where = f"{ENV_PREFIX}{missing.upper()} or {path}" if path else f"{ENV_PREFIX}{missing.upper()}"
+    raise SettingsError(
+        f"setting '{missing}' ({where}): required when '{given}' is set "
+        "(HTTPS needs both the certificate and its key)"
+    )
 
 
 #: JIT_BRIDGE_* variables that are not settings: the settings file, `init`'s admin password,

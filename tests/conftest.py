@@ -32,6 +32,7 @@ SERVICE_FIXTURES = {
     "keycloak": "keycloak",
     "phasetwo_keycloak": "keycloak",
     "keycloak_oldest": "keycloak",
+    "tls_keycloak": "keycloak",
     "postgres": "postgres",
     "scim_server_process": "scim",
     "bridge_service": "bridge_process",
