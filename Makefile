@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system keycloak provider wheelhouse dist helm lint test test-unit demo screenshots clean
+.PHONY: setup system keycloak provider wheelhouse dist helm container-base lint test test-unit demo screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: system $(STAMP) keycloak provider wheelhouse helm
+setup: system $(STAMP) keycloak provider wheelhouse helm container-base
 
 system:
 	bash deploy/system-packages.sh
@@ -43,6 +43,11 @@ dist: $(STAMP) provider
 # says which version and why).
 helm:
 	bash deploy/helm/install-helm.sh >/dev/null
+
+# The Debian 12 base image tests/test_container_image.py builds deploy/container/Containerfile
+# on (debootstrap; buildah's storage in ~/.cache/jit-bridge/containers).
+container-base: system
+	bash deploy/container/base-image.sh >/dev/null
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -31,6 +31,9 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 # systemd-analyze checks deploy/systemd/jit-bridge.service (systemd need not be running).
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# buildah and debootstrap build deploy/container/Containerfile (deploy/container/base-image.sh).
+command -v buildah >/dev/null || need+=(buildah)
+command -v debootstrap >/dev/null || need+=(debootstrap)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=()
