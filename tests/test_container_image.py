@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -27,7 +28,9 @@ import httpx
 import pytest
 
 from bridge import __version__
+from bridge.settings import unknown_environment
 from tests.fixtures.bridge import free_port
+from tests.fixtures.tls import TestCA
 
 pytestmark = [pytest.mark.bridge_process, pytest.mark.slow]
 
@@ -150,19 +153,36 @@ def test_image_config_is_non_root_with_a_health_check(image: str) -> None:
     assert "8080/tcp" in config["ExposedPorts"]
     assert config["Healthcheck"]["Test"][:2] == ["CMD", "python3"]
     assert "/healthz" in " ".join(config["Healthcheck"]["Test"])
+    env = dict(item.partition("=")[::2] for item in config["Env"])
+    assert env["JIT_BRIDGE_DATABASE_URL"] == "sqlite:////var/lib/jit-bridge/jit-bridge.db"
+    assert unknown_environment(env) == []  # every JIT_BRIDGE_* it sets is a setting
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
 def test_service_in_the_image_is_healthy_and_stops_on_sigterm(
-    image: str, container: Container, tmp_path: Path
+    image: str, container: Container, tmp_path: Path, scheme: str
 ) -> None:
     """The image's own command, configured as a pod would (variables, a mounted mapping,
-    secrets in mounted files): its health check passes while it runs and fails once it has
-    stopped; SIGTERM stops it cleanly."""
+    secrets in mounted files; over HTTPS, a mounted certificate and key): its health check
+    passes while it runs and fails once it has stopped; SIGTERM stops it cleanly."""
     config = image_config(image)
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     for name in ("keycloak_client_secret", "tines_api_key", "admin_token"):
         (secrets / name).write_text(f"{name}-in-a-file\n", encoding="utf-8")
+    extra_env: dict[str, str] = {}
+    extra_volumes: tuple[str, ...] = ()
+    verify: ssl.SSLContext | bool = True
+    if scheme == "https":
+        ca = TestCA.create(tmp_path / "ca")
+        cert = ca.issue(tmp_path / "tls")
+        os.chown(cert.key_file, IMAGE_UID, IMAGE_UID)  # the key is the container user's
+        extra_env = {
+            "JIT_BRIDGE_TLS_CERT_FILE": f"/run/tls/{cert.cert_file.name}",
+            "JIT_BRIDGE_TLS_KEY_FILE": f"/run/tls/{cert.key_file.name}",
+        }
+        extra_volumes = (f"{cert.cert_file.parent}:/run/tls:ro",)
+        verify = ssl.create_default_context(cafile=str(ca.cert_file))
     port = free_port()
     closed = f"http://127.0.0.1:{free_port()}"  # nothing outside this machine is called
     env = {
@@ -174,10 +194,12 @@ def test_service_in_the_image_is_healthy_and_stops_on_sigterm(
         "JIT_BRIDGE_TINES_URL": closed,
         "JIT_BRIDGE_TINES_API_KEY_FILE": "/run/secrets/tines_api_key",
         "JIT_BRIDGE_ADMIN_TOKEN_FILE": "/run/secrets/admin_token",
+        **extra_env,
     }
     volumes = (
         f"{REPO / 'mappings' / 'mapping.json'}:/etc/jit-bridge/mapping.json:ro",
         f"{secrets}:/run/secrets:ro",
+        *extra_volumes,
     )
     health = container.run(*config["Healthcheck"]["Test"][1:], env=env)
     log_path = tmp_path / "container.log"
@@ -194,12 +216,13 @@ def test_service_in_the_image_is_healthy_and_stops_on_sigterm(
             stderr=subprocess.STDOUT,
         )
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(outer, url, log_path)
+        url = f"{scheme}://127.0.0.1:{port}"
+        _wait_healthy(outer, url, log_path, verify)
         status = httpx.get(
             f"{url}/api/v1/status",
             headers={"Authorization": "Bearer admin_token-in-a-file"},
             timeout=30,
+            verify=verify,
         )
         assert status.status_code == 200, status.text
         assert buildah(*health).returncode == 0, "the health check fails on a healthy bridge"
@@ -247,7 +270,9 @@ def _descendant(root: int, needle: str) -> int:
     pytest.fail(f"no process running {needle} under {root}")
 
 
-def _wait_healthy(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+def _wait_healthy(
+    process: subprocess.Popen[bytes], url: str, log_path: Path, verify: ssl.SSLContext | bool
+) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -256,7 +281,7 @@ def _wait_healthy(process: subprocess.Popen[bytes], url: str, log_path: Path) ->
                 + log_path.read_text(errors="replace")[-4000:]
             )
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/healthz", timeout=1, verify=verify).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

@@ -244,12 +244,14 @@ def test_env_example_names_only_settings() -> None:
     names = {**read_environment_file(ENV_EXAMPLE), **commented_settings(ENV_EXAMPLE)}
     assert len(names) > 10
     assert unknown_environment(names) == []
-    # The unit's own Environment= lines too.
+    # The unit's own Environment= lines too, and those commented out as alternatives.
+    commented = re.findall(r"^#Environment=(.*)$", UNIT.read_text(encoding="utf-8"), re.M)
     unit_names = {
         word.partition("=")[0]: ""
-        for assignment in Unit.read(UNIT).values("Environment")
+        for assignment in [*Unit.read(UNIT).values("Environment"), *commented]
         for word in shlex.split(assignment)
     }
+    assert len(unit_names) > len(Unit.read(UNIT).values("Environment"))
     assert unknown_environment(unit_names) == []
 
 
