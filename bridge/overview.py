@@ -7,8 +7,10 @@ is the caller's business.
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +20,8 @@ from bridge.store import AuditRecord, QueueEntry, Run, Store
 
 #: Run statuses after which everything but held removals was applied.
 COMPLETED_STATUSES = ("succeeded", "no_changes", "held", "approved")
+#: Run statuses of a run that ended with work it could not do.
+FAILED_STATUSES = ("failed", "partial")
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,13 @@ def last_full_reconcile(store: Store) -> RunView | None:
     return None if run is None else RunView.of(run)
 
 
+def last_full_reconcile_failed(store: Store) -> bool:
+    """Whether the newest full reconcile that ended (interrupted ones aside: their key is
+    run again) failed or was partial."""
+    run = store.last_run(EVERYONE, COMPLETED_STATUSES + FAILED_STATUSES)
+    return run is not None and run.status in FAILED_STATUSES
+
+
 @dataclass(frozen=True)
 class AuditPage:
     """The newest `limit` matching records (oldest first), and whether older ones exist."""
@@ -189,17 +200,29 @@ class StatusView:
         }
 
 
-def check_dependencies(store: Store, checks: dict[str, Callable[[], None]]) -> dict[str, str]:
-    """Ask each dependency now: name → "ok" or "failing: why". `checks`: name → a callable
-    that raises when that dependency does not answer; the store is always asked."""
-    health: dict[str, str] = {}
-    for name, check in {"store": store.ping, **checks}.items():
-        try:
-            check()
-            health[name] = "ok"
-        except Exception as exc:  # any failure is the answer, not an error of ours
-            health[name] = f"failing: {type(exc).__name__}: {exc}"
-    return health
+def check_dependencies(
+    store: Store, checks: dict[str, Callable[[], None]], *, wait: float | None = None
+) -> dict[str, str]:
+    """Ask each dependency now, all at once: name → "ok" or "failing: why". `checks`: name →
+    a callable that raises when that dependency does not answer; the store is always asked.
+    `wait`: seconds after which a dependency that has not answered counts as failing (its
+    check goes on in the background, bounded by its own timeout)."""
+    asked = {"store": store.ping, **checks}
+    pool = ThreadPoolExecutor(len(asked), thread_name_prefix="readiness")
+    try:
+        answers = {name: pool.submit(check) for name, check in asked.items()}
+        concurrent.futures.wait(answers.values(), timeout=wait)
+    finally:
+        pool.shutdown(wait=False)
+    return {name: _answer(future, wait) for name, future in answers.items()}
+
+
+def _answer(future: Future[None], wait: float | None) -> str:
+    if not future.done():
+        return f"failing: no answer within {wait:g} s"
+    exc = future.exception()
+    # Any failure is the answer, not an error of ours.
+    return "ok" if exc is None else f"failing: {type(exc).__name__}: {exc}"
 
 
 def status_view(

@@ -27,6 +27,10 @@ from bridge.ui import console_router
 
 log = logging.getLogger(__name__)
 
+#: Seconds a scrape of /metrics waits for the readiness checks; a dependency that has not
+#: answered by then is reported down (Prometheus gives up on a scrape after 10 s by default).
+METRICS_READINESS_WAIT = 5.0
+
 
 def create_app(ctx: ServiceContext) -> ASGIApp:
     """The service's HTTP app. The webhook is served in front of FastAPI (WebhookFastPath),
@@ -62,7 +66,13 @@ def create_app(ctx: ServiceContext) -> ASGIApp:
 
     @app.get("/metrics")
     def metrics() -> Response:
-        ctx.metrics.refresh_from_store(ctx.store)
+        # A hung dependency must not make the scrape time out: the bridge would look down.
+        checks = check_dependencies(ctx.store, ctx.readiness_checks, wait=METRICS_READINESS_WAIT)
+        ctx.metrics.refresh_readiness(checks, stopping=ctx.stopping.is_set())
+        try:
+            ctx.metrics.refresh_from_store(ctx.store)
+        except Exception as exc:  # the scrape still answers: the store shows as not ready
+            log.warning("metrics: cannot read the state store (%s); store gauges kept", exc)
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(_admin_router(ctx), prefix="/api/v1")

@@ -89,9 +89,9 @@ class Service:
         store.keep_process_alive(LEADER_LEASE_TTL)
         stopping = threading.Event()
         holder = MappingInForce(store, mapping_path(settings, mapping_override))
-        source = build_source(settings)
-        target = build_target(settings)
         metrics, health = Metrics(), Health()
+        source = build_source(settings, observe=metrics.keycloak_request)
+        target = build_target(settings, observe=metrics.target_request)
 
         def reconciler(dry_run: bool = False, mapping: Mapping | None = None) -> Reconciler:
             """`mapping`: plan under this mapping instead of the one in force (a preview)."""
@@ -143,7 +143,9 @@ class Service:
     def start_background(self) -> None:
         self.workers.start(name_prefix=f"worker-{os.getpid()}")
         s = self.settings
-        if s.mode == "enhanced" and s.reconcile_interval > 0:
+        scheduled = s.mode == "enhanced" and s.reconcile_interval > 0
+        self.context.metrics.full_reconcile_interval.set(s.reconcile_interval if scheduled else 0)
+        if scheduled:
             self.scheduler.add_job(
                 self._scheduled_reconcile,
                 "interval",

@@ -40,7 +40,13 @@ def mapping_in_force(
     return MappingInForce(store, settings.mapping_file).get
 
 
-def build_source(settings: Settings, idp_snapshot: Path | None = None) -> IdentitySource:
+def build_source(
+    settings: Settings,
+    idp_snapshot: Path | None = None,
+    *,
+    observe: Callable[[int | None], None] | None = None,
+) -> IdentitySource:
+    """`observe`: told the status code of every read of Keycloak (None: no answer)."""
     if idp_snapshot is not None:
         return SnapshotSource(read_idp_snapshot(idp_snapshot))
     missing = [
@@ -68,10 +74,18 @@ def build_source(settings: Settings, idp_snapshot: Path | None = None) -> Identi
         settings.secret("keycloak_client_secret") or "",
         verify_tls=settings.verify_tls,
         timeout=settings.request_timeout,
+        observe=observe,
     )
 
 
-def build_target(settings: Settings, *, dry_run: bool = False) -> Target:
+def build_target(
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    observe: Callable[[str, int | None], None] | None = None,
+) -> Target:
+    """`observe`: told the method and status code of every request to the target (None: no
+    answer)."""
     dry = dry_run or settings.dry_run
     if settings.target == "tines":
         if not settings.tines_url or not settings.secret("tines_api_key"):
@@ -88,6 +102,7 @@ def build_target(settings: Settings, *, dry_run: bool = False) -> Target:
             verify_tls=settings.verify_tls,
             timeout=settings.request_timeout,
             user_lookup=settings.tines_user_lookup,
+            observe=observe,
         )
     if not settings.scim_url or not settings.secret("scim_token"):
         raise SettingsError(
@@ -107,6 +122,7 @@ def build_target(settings: Settings, *, dry_run: bool = False) -> Target:
         dry_run=dry,
         verify_tls=settings.verify_tls,
         timeout=settings.request_timeout,
+        observe=observe,
     )
 
 

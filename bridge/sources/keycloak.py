@@ -31,7 +31,7 @@ what the next full reconcile undoes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -97,13 +97,16 @@ class KeycloakSource(IdentitySource):
         *,
         page_size: int = 500,
         read_concurrency: int = 8,
+        observe: Callable[[int | None], None] | None = None,
     ) -> None:
+        """`observe` is told the status code of every read (None: no answer came)."""
         self.server_url = server_url.rstrip("/")
         self.realm = realm
         self.client_id = client_id
         self.page_size = page_size
         self.read_concurrency = max(1, read_concurrency)
         self.stats = ReadStats()
+        self._observe = observe or (lambda status: None)
         self._client_ids: dict[str, str | None] = {}
         connection = KeycloakOpenIDConnection(
             server_url=self.server_url,
@@ -125,7 +128,7 @@ class KeycloakSource(IdentitySource):
         where = f"GET {self.server_url}/{self._base}/{path}"
         self.stats.count()
         try:
-            response = self._admin.connection.raw_get(f"{self._base}/{path}", **params)
+            response = self._send(path, params)
         except KeycloakAuthenticationError as exc:
             raise SourceRefusedError(
                 f"Keycloak at {self.server_url} refused the credentials of client "
@@ -164,6 +167,15 @@ class KeycloakSource(IdentitySource):
             return response.json()
         except ValueError:
             raise SourceError(f"{where}: response is not JSON") from None
+
+    def _send(self, path: str, params: dict[str, Any]) -> Any:
+        try:
+            response = self._admin.connection.raw_get(f"{self._base}/{path}", **params)
+        except KeycloakError as exc:  # no answer, or the token request was refused
+            self._observe(exc.response_code if isinstance(exc.response_code, int) else None)
+            raise
+        self._observe(response.status_code)
+        return response
 
     def _get_list(self, path: str, **params: Any) -> list[Json]:
         body = self._get(path, **params)

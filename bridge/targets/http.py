@@ -14,7 +14,9 @@ that must hold for every request to any target is enforced in `Transport.send`:
   with the status and what the server said.
 - With `dry_run` on, every mutating method is refused with `DryRunRejectedError` right here,
   where requests are sent, so no planner bug can write to the target (docs/design.md, Safety).
-- Every request is counted (`RequestStats`): one per call, plus the retries it cost.
+- Every request is counted (`RequestStats`): one per call, plus the retries it cost; and
+  every attempt is told to `observe` (method and status code, None when no answer came), which
+  the service turns into metrics.
 - An optional token bucket per path prefix keeps low-limit endpoint groups (Tines allows
   500 requests/minute on `admin/users`) under their limit, and one for every other path (`*`)
   keeps concurrent readers and writers under the target's general limit (Tines: 5,000).
@@ -64,6 +66,8 @@ _EXCERPT_CHARS = 200
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
+#: Told of every attempt: the method, and the status code (None: no answer came).
+RequestObserver = Callable[[str, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -183,8 +187,10 @@ class Transport:
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
         session: requests.Session | None = None,
+        observe: RequestObserver | None = None,
     ) -> None:
         self.base_url = base_url
+        self.observe = observe
         self.label = label
         self.credential_hint = credential_hint
         self.timeout = timeout
@@ -234,10 +240,13 @@ class Transport:
                     **kwargs,
                 )
             except requests.exceptions.SSLError as exc:
+                self._observe(method, None)
                 raise tls_failure(where, exc) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
+                self._observe(method, None)
                 problem, retry_after = f"{type(exc).__name__} (no response)", None
             else:
+                self._observe(method, response.status_code)
                 if response.status_code < 400:
                     return response
                 if response.status_code not in RETRYABLE_STATUSES:
@@ -266,6 +275,10 @@ class Transport:
             self.stats.count(method, retry=True)
             attempt += 1
             self._sleep(wait)
+
+    def _observe(self, method: str, status: int | None) -> None:
+        if self.observe is not None:
+            self.observe(method, status)
 
     def describe(self, response: requests.Response) -> str:
         """What the server said about a failure, short and with secrets redacted."""

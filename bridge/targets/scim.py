@@ -56,7 +56,7 @@ from bridge.targets.base import (
     TransientError,
     UnauthorizedError,
 )
-from bridge.targets.http import Backoff, RequestStats
+from bridge.targets.http import Backoff, RequestObserver, RequestStats
 from bridge.targets.scim_groups import GroupKey, GroupNaming
 from bridge.targets.scim_transport import SCIM_MAX_RETRIES, ScimHttpClient
 
@@ -112,6 +112,7 @@ class ScimTarget(Target):
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
+        observe: RequestObserver | None = None,
     ) -> None:
         self.naming = GroupNaming(group_template, case_group_template)
         self.owner_group = owner_group
@@ -133,6 +134,7 @@ class ScimTarget(Target):
             backoff=backoff,
             sleep=sleep,
             session=session,
+            observe=observe,
         )
         # displayName → group ids, learnt from reads and creations; a miss asks the server.
         self._group_ids: dict[str, list[str]] = {}

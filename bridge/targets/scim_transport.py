@@ -18,7 +18,7 @@ import requests
 from scim2_client.client import BaseSyncSCIMClient
 from scim2_models import Group, ScimProvider, User
 
-from bridge.targets.http import Backoff, RequestStats, Transport
+from bridge.targets.http import Backoff, RequestObserver, RequestStats, Transport
 
 #: SCIM services are usually not rate limited like Tines; give up sooner.
 SCIM_MAX_RETRIES = 3
@@ -68,6 +68,7 @@ class ScimHttpClient(BaseSyncSCIMClient):
         max_wait: float = SCIM_MAX_WAIT,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
+        observe: RequestObserver | None = None,
     ) -> None:
         super().__init__(provider=ScimProvider(models=[User, Group]))
         session = session or requests.Session()
@@ -87,6 +88,7 @@ class ScimHttpClient(BaseSyncSCIMClient):
             max_wait=max_wait,
             sleep=sleep,
             session=session,
+            observe=observe,
         )
 
     @property

@@ -67,7 +67,7 @@ from bridge.targets.base import (
     Target,
     TargetError,
 )
-from bridge.targets.http import HttpClient
+from bridge.targets.http import HttpClient, RequestObserver
 from bridge.targets.tines_users import KnownEmails
 
 PER_PAGE = 500
@@ -113,12 +113,18 @@ class TinesTarget(Target):
         read_concurrency: int = 4,
         user_lookup: UserLookup = "auto",
         known_emails: KnownEmails | None = None,
+        observe: RequestObserver | None = None,
     ) -> None:
         self.read_concurrency = max(1, read_concurrency)
         self.user_lookup: UserLookup = user_lookup
         self.known = known_emails if known_emails is not None else KnownEmails()
         self.http = http or tines_http(
-            base_url, api_key, timeout=timeout, verify_tls=verify_tls, dry_run=dry_run
+            base_url,
+            api_key,
+            timeout=timeout,
+            verify_tls=verify_tls,
+            dry_run=dry_run,
+            observe=observe,
         )
 
     def __repr__(self) -> str:
