@@ -16,6 +16,9 @@ has_java21() {
   return 1
 }
 
+# promtool (the alert rules' tests), unpacked from Debian's prometheus package, not installed.
+bash "$(dirname "$0")/prometheus/install-promtool.sh" >/dev/null
+
 need=()
 command -v java >/dev/null || need+=(openjdk-17-jdk-headless)
 if ! has_java21; then
