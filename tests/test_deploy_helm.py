@@ -282,6 +282,11 @@ def test_postgresql_runs_several_deployment_pods_with_no_volume_for_state(
         ),
         (SQLITE, ("--set", "mapping.content=null"), "mapping: give the mapping as mapping.content"),
         (
+            SQLITE,
+            ("--set", "secrets.tls_key_password.secretName=k"),
+            "secrets.tls_key_password is set but tls.secretName is empty",
+        ),
+        (
             POSTGRESQL,
             ("--set", "podDisruptionBudget.maxUnavailable=1"),
             "podDisruptionBudget: give minAvailable or maxUnavailable, not both",
@@ -299,6 +304,7 @@ def test_postgresql_runs_several_deployment_pods_with_no_volume_for_state(
         "camel-case-setting",
         "unknown-secret",
         "no-mapping",
+        "key-password-without-tls",
         "pdb-both-bounds",
     ],
 )
@@ -430,8 +436,7 @@ def test_every_secret_is_a_mounted_file_named_by_its_file_setting(
 # -- settings ---------------------------------------------------------------------------------
 
 
-# The direct-TLS renders join once the bridge has its tls_cert_file / tls_key_file settings.
-@pytest.mark.parametrize("variant", sorted(v for v in VARIANTS if not v.endswith("direct-tls")))
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_the_environment_the_chart_sets_is_accepted_by_the_bridge(
     rendered: dict[str, list[dict[str, Any]]],
     variant: str,
@@ -640,7 +645,7 @@ def test_every_secret_the_bridge_reads_from_a_file_can_be_mounted(helm: str) -> 
             f"secrets.{name}.key=k",
         )
     ]
-    docs = render(helm, POSTGRESQL, *sets)
+    docs = render(helm, POSTGRESQL, *TLS, *sets)
     env = env_of(docs)
     for name in FILE_FIELDS:
         volume, item = mounted_volume(docs, env[f"JIT_BRIDGE_{name.upper()}_FILE"])
