@@ -148,3 +148,15 @@ def test_every_quoted_deploy_file_exists() -> None:
     assert quoted
     missing = sorted(path for path in quoted if not (ROOT / path).exists())
     assert missing == []
+
+
+def test_every_alert_has_its_runbook_section() -> None:
+    """deploy/prometheus/alerts.yml points each alert's runbook_url at the section of this
+    doc named like the alert (GitHub's anchor of `### JitBridgeDown` is `#jitbridgedown`)."""
+    rules = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text(encoding="utf-8")
+    alerts = re.findall(r"^\s*- alert: (\w+)\s*$", rules, re.MULTILINE)
+    assert alerts
+    urls = re.findall(r"runbook_url: (\S+)", rules)
+    assert urls == [f"docs/operations.md#{name.lower()}" for name in alerts]
+    headings = set(re.findall(r"^### (\w+)\s*$", doc_text(), re.MULTILINE))
+    assert sorted(set(alerts) - headings) == []
