@@ -160,3 +160,30 @@ def test_every_alert_has_its_runbook_section() -> None:
     assert urls == [f"docs/operations.md#{name.lower()}" for name in alerts]
     headings = set(re.findall(r"^### (\w+)\s*$", doc_text(), re.MULTILINE))
     assert sorted(set(alerts) - headings) == []
+
+
+def anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a document's headings (code blocks left out)."""
+    text = re.sub(r"^```.*?^```", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    found = set()
+    for heading in re.findall(r"^#{1,6} (.+?)\s*$", text, re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(slug)
+    return found
+
+
+def test_every_link_leads_somewhere() -> None:
+    """Relative links reach a file of the repository, and a `#section` one of its headings."""
+    links = re.findall(r"\]\(([^)\s]+)\)", doc_text())
+    assert any(link.startswith("#") for link in links)
+    broken = []
+    for link in links:
+        if re.match(r"[a-z]+://", link):
+            continue
+        path, _, anchor = link.partition("#")
+        target = (DOC.parent / path).resolve() if path else DOC
+        if not target.exists() or (
+            anchor and anchor not in anchors(target.read_text(encoding="utf-8"))
+        ):
+            broken.append(link)
+    assert broken == []
