@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import threading
@@ -40,6 +41,9 @@ Route = Callable[[str, list[str], dict[str, str], Json], tuple[int, Json]]
 
 
 class _Counts:
+    """Requests by method, and the CPU time this fake's process has used (both fakes of one
+    process report the same), so a benchmark can tell whether the fakes kept up."""
+
     def __init__(self) -> None:
         self.by_method: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -50,7 +54,12 @@ class _Counts:
 
     def as_json(self) -> Json:
         reads = self.by_method["GET"]
-        return {"reads": reads, "writes": sum(self.by_method.values()) - reads}
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "reads": reads,
+            "writes": sum(self.by_method.values()) - reads,
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        }
 
 
 def _page(items: list[Json], query: dict[str, str]) -> list[Json]:
@@ -289,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leaves", type=int, default=Shape.leaves_per_department)
     parser.add_argument("--mapped-leaves", type=int, default=Shape.mapped_leaves)
     parser.add_argument("--teams", type=int, default=Shape.teams)
+    parser.add_argument(
+        "--serve",
+        choices=["both", "keycloak", "target"],
+        default="both",
+        help="serve one fake only (a benchmark runs each in its own process: no shared GIL)",
+    )
     args = parser.parse_args(argv)
     org = build(
         Shape(
@@ -300,15 +315,17 @@ def main(argv: list[str] | None = None) -> int:
             teams=args.teams,
         )
     )
-    keycloak = serve(FakeKeycloak(org).route, args.keycloak_latency_ms / 1000)
-    target = serve(FakeTines(org).route, args.target_latency_ms / 1000)
+    urls: dict[str, str] = {}
+    if args.serve in ("both", "keycloak"):
+        urls["keycloak"] = _url(serve(FakeKeycloak(org).route, args.keycloak_latency_ms / 1000))
+    if args.serve in ("both", "target"):
+        urls["target"] = _url(serve(FakeTines(org).route, args.target_latency_ms / 1000))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as mapping_file:
         json.dump(org.mapping_json, mapping_file)
     print(
         json.dumps(
             {
-                "keycloak": _url(keycloak),
-                "target": _url(target),
+                **urls,
                 "mapping": mapping_file.name,
                 "drifted_users": org.drifted_users,
                 "selectors": len(org.mapping.selectors()),

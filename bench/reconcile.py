@@ -41,37 +41,50 @@ ALL_REMOVALS = 10**9  # the benchmark checks convergence, not the removal budget
 def fakes(
     users: int, drift: float, kc_ms: float, target_ms: float, shape: list[str]
 ) -> Iterator[dict[str, Any]]:
-    """Start bench/fakes.py in its own process; it ends when we close its stdin."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.fakes",
-            f"--users={users}",
-            f"--drift={drift}",
-            f"--keycloak-latency-ms={kc_ms}",
-            f"--target-latency-ms={target_ms}",
-            *shape,
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    assert process.stdin is not None
+    """Start bench/fakes.py twice, Keycloak and Tines each in its own process (so neither
+    waits for the other's GIL); they end when we close their stdin."""
+    processes = []
+    info: dict[str, Any] = {}
     try:
-        yield json.loads(process.stdout.readline())
+        for serve in ("keycloak", "target"):
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.fakes",
+                    f"--serve={serve}",
+                    f"--users={users}",
+                    f"--drift={drift}",
+                    f"--keycloak-latency-ms={kc_ms}",
+                    f"--target-latency-ms={target_ms}",
+                    *shape,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            processes.append(process)
+        for process in processes:
+            assert process.stdout is not None
+            info.update(json.loads(process.stdout.readline()))
+        yield info
     finally:
-        process.stdin.close()
-        process.wait(timeout=30)
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.close()
+        for process in processes:
+            process.wait(timeout=30)
 
 
-def measure(kind: str, info: dict[str, Any], sample: int, concurrency: int) -> dict[str, Any]:
+def measure(
+    kind: str, info: dict[str, Any], sample: int, concurrency: int, profile: Path | None = None
+) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter and return its JSON result."""
     out = subprocess.run(
         [
             *(sys.executable, "-m", "bench.reconcile", "--child", kind),
             *("--sample", str(sample), f"--write-concurrency={concurrency}"),
+            *((f"--profile={profile}",) if profile else ()),
         ],
         input=json.dumps(info),
         capture_output=True,
@@ -113,6 +126,35 @@ def _wiring(
     return reconciler, source, target, store
 
 
+class _UsersLimitFloor:
+    """Counts `admin/users` requests; `seconds()` is the least time the client's limit on
+    them (450/minute after a burst of 10) makes that many take, however fast all else is."""
+
+    def __init__(self, bucket: Any) -> None:
+        self.rate: float = bucket._rate
+        self.burst: float = bucket._burst
+        self.pages = 0
+
+    def seconds(self) -> float:
+        return max(0.0, self.pages - self.burst) / self.rate
+
+
+def _without_users_limit(target: Any) -> _UsersLimitFloor:
+    """Lift the client's `admin/users` limit for this run, so the wall time measures the
+    bridge; what the limit alone would impose is reported apart (`users_limit_floor_s`).
+    Other paths keep their limit (4,000/minute, which `admin/users` now shares)."""
+    floor = _UsersLimitFloor(target.http._limiters.pop("admin/users"))
+    send = target.http.send
+
+    def counting(method: str, path: str, **kwargs: Any) -> Any:
+        if path.split("?")[0].strip("/").startswith("admin/users"):
+            floor.pages += 1
+        return send(method, path, **kwargs)
+
+    target.http.send = counting
+    return floor
+
+
 def _limiter_waits(target: Any) -> dict[str, float]:
     """Seconds each of the Tines client's rate limiters made it wait, filled in as it runs."""
     waits: dict[str, float] = {}
@@ -145,27 +187,75 @@ def _server_counts(url: str) -> dict[str, int]:
     return counts
 
 
-def child_full(info: dict[str, Any], concurrency: int) -> dict[str, Any]:
+class _ThreadsProfile:
+    """cProfile of this thread and of every thread started while it runs (the read pools),
+    merged into one file: cProfile alone sees only the thread that enabled it."""
+
+    def __init__(self) -> None:
+        import cProfile
+        import threading
+
+        self._profiles = [cProfile.Profile()]
+
+        def start_in_thread(*_: Any) -> None:
+            profile = cProfile.Profile()
+            self._profiles.append(profile)
+            profile.enable()
+
+        threading.setprofile(start_in_thread)
+        self._profiles[0].enable()
+
+    def dump(self, path: str) -> None:
+        import pstats
+        import threading
+
+        threading.setprofile(None)
+        self._profiles[0].disable()
+        for profile in self._profiles:
+            profile.create_stats()
+        pstats.Stats(*self._profiles).dump_stats(path)
+
+
+def _cpu() -> float:
+    """User + system CPU seconds of this process (all its threads) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def child_full(
+    info: dict[str, Any], concurrency: int, profile: str | None = None
+) -> dict[str, Any]:
     import os
 
     with tempfile.TemporaryDirectory() as store_dir:
         reconciler, source, target, store = _wiring(info, store_dir, concurrency)
+        floor = None
+        if info.get("users_limit") == "apart":
+            floor = _without_users_limit(target)
         waits = _limiter_waits(target)
         phases: dict[str, float] = {}
         source.read_all = _timed(phases, "keycloak_read", source.read_all)
         target.read_state = _timed(phases, "target_read", target.read_state)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        fakes_before = {k: _server_counts(info[k])["cpu_s"] for k in ("keycloak", "target")}
+        profiler = _ThreadsProfile() if profile else None
         start = time.perf_counter()
+        cpu_start = _cpu()
         report = reconciler.sync_all(
             "reconcile", triggered_by=[], requested_by="bench", allow_removals=ALL_REMOVALS
         )
         wall = time.perf_counter() - start
+        cpu = _cpu() - cpu_start
+        if profiler is not None and profile:
+            profiler.dump(profile)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         result = {
             "wall_s": round(wall, 2),
             "phases_s": {k: round(v, 2) for k, v in phases.items()},
             "rate_limit_waits_s": {k: round(v, 2) for k, v in waits.items()},
-            "cpu_s": round(sum(os.times()[:2]), 2),
+            "users_limit": info.get("users_limit", "enforce"),
+            "cpu_s": round(cpu, 2),
+            "process_cpu_s": round(_cpu(), 2),
             "loadavg": os.getloadavg()[0],
             "write_concurrency": concurrency,
             "peak_rss_mb": round(peak / 1024, 1),
@@ -181,11 +271,26 @@ def child_full(info: dict[str, Any], concurrency: int) -> dict[str, Any]:
             "server_target": _server_counts(info["target"]),
             "server_keycloak": _server_counts(info["keycloak"]),
         }
-        if report.plan.operations:
-            again = reconciler.sync_all(
-                "reconcile", triggered_by=[], requested_by="bench", allow_removals=ALL_REMOVALS
-            )
-            result["second_run_ops"] = len(again.plan.operations)
+        if floor is not None:
+            result["users_pages"] = floor.pages
+            result["users_limit_floor_s"] = round(floor.seconds(), 2)
+        result["fakes_cpu_s"] = {
+            k: round(result[f"server_{k}"]["cpu_s"] - fakes_before[k], 2)
+            for k in ("keycloak", "target")
+        }
+        # Again, with the store as the first run left it (identity pairs saved): the steady
+        # state of a service that reconciles every so often.
+        start, cpu_start = time.perf_counter(), _cpu()
+        again = reconciler.sync_all(
+            "reconcile", triggered_by=[], requested_by="bench", allow_removals=ALL_REMOVALS
+        )
+        result["second_run"] = {
+            "wall_s": round(time.perf_counter() - start, 2),
+            "cpu_s": round(_cpu() - cpu_start, 2),
+            "ops": len(again.plan.operations),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+        result["second_run_ops"] = len(again.plan.operations)
         store.close()
         return result
 
@@ -229,8 +334,10 @@ def run_size(args: argparse.Namespace, users: int) -> dict[str, Any]:
     ]
     lat = (args.keycloak_latency_ms, args.target_latency_ms)
     with fakes(users, 0.0, *lat, shape) as info:
+        info["users_limit"] = args.tines_users_limit
         row["selectors"], row["teams"] = info["selectors"], info["teams"]
-        row["no_change"] = measure("full", info, 0, args.write_concurrency)
+        profile = args.profile and args.profile.with_suffix(f".{users}.no_change.prof")
+        row["no_change"] = measure("full", info, 0, args.write_concurrency, profile)
         if args.naive_sample:
             naive = measure("naive", info, args.naive_sample, 1)
             naive["extrapolated_wall_s"] = round(naive["wall_s_per_user"] * users)
@@ -239,7 +346,9 @@ def run_size(args: argparse.Namespace, users: int) -> dict[str, Any]:
             row["naive"] = naive
     if args.drift:
         with fakes(users, args.drift, *lat, shape) as info:
-            drift = measure("full", info, 0, args.write_concurrency)
+            info["users_limit"] = args.tines_users_limit
+            profile = args.profile and args.profile.with_suffix(f".{users}.drift.prof")
+            drift = measure("full", info, 0, args.write_concurrency, profile)
             drift["drifted_users"] = info["drifted_users"]
             drift["writes_equal_planned"] = (
                 drift["target_writes"] == drift["planned_ops"] == drift["applied_ops"]
@@ -262,14 +371,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-concurrency", type=int, default=4, help="the product's default is 4"
     )
+    parser.add_argument(
+        "--tines-users-limit",
+        choices=["enforce", "apart"],
+        default="enforce",
+        help="apart: lift the client's admin/users limit and report the least time it "
+        "would add (users_limit_floor_s) beside the wall time",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="cProfile each full reconcile in-process into FILE.<users>.<run>.prof",
+    )
     parser.add_argument("--child", choices=["full", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--sample", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         info = json.loads(sys.stdin.read())
         result = (
-            child_full(info, args.write_concurrency)
+            child_full(info, args.write_concurrency, args.profile and str(args.profile))
             if args.child == "full"
             else child_naive(info, args.sample)
         )
