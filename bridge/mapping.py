@@ -8,7 +8,7 @@ Tines-compatible JSON (legacy keys, JSON-pointer errors, the JSON Schema) lives 
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Literal
 
@@ -149,24 +149,40 @@ class _Projection:
     names: frozenset[str]
     realm_roles: frozenset[str]
     client_roles: frozenset[tuple[str, str]]
+    _seen: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+    """`seen` by path, so each distinct path is looked at once (a full read projects every
+    user, and users share a few thousand paths)."""
 
     def seen(self, path: str) -> bool:
+        found = self._seen.get(path)
+        if found is None:
+            found = self._seen[path] = self._sees(path)
+        return found
+
+    def _sees(self, path: str) -> bool:
         segments = [p for p in path.split("/") if p]
         if self.names.intersection(segments):
             return True
         return any(a in self.paths for a in ancestor_paths(path))
 
     def apply(self, user: IdpUser) -> IdpUser:
+        """`user` cut down to what the mapping sees; `user` itself when that is all of it
+        (as a bulk read's users are, which read only what the mapping names)."""
+        groups = sorted(g for g in user.groups if self.seen(g))
+        realm_roles = sorted(r for r in user.realm_roles if r in self.realm_roles)
         clients = {
             client: sorted(r for r in roles if (client, r) in self.client_roles)
             for client, roles in user.client_roles.items()
         }
+        client_roles = {c: r for c, r in sorted(clients.items()) if r}
+        if (
+            groups == user.groups
+            and realm_roles == user.realm_roles
+            and list(client_roles.items()) == list(user.client_roles.items())
+        ):
+            return user
         return user.model_copy(
-            update={
-                "groups": sorted(g for g in user.groups if self.seen(g)),
-                "realm_roles": sorted(r for r in user.realm_roles if r in self.realm_roles),
-                "client_roles": {c: r for c, r in sorted(clients.items()) if r},
-            }
+            update={"groups": groups, "realm_roles": realm_roles, "client_roles": client_roles}
         )
 
 

@@ -16,7 +16,7 @@ from typing import TextIO
 
 @dataclass
 class RunProgress:
-    stage: str = "reading Keycloak"
+    stage: str = "reading Keycloak and the target"
     users_read: int | None = None
     target_users: int | None = None
     planned: int | None = None

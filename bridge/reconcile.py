@@ -10,6 +10,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -351,10 +352,7 @@ class Reconciler:
     ) -> tuple[Plan, TargetState, dict[str, str], IdentityView]:
         mapping = self._mapping()
         with paused_gc():
-            self.progress.update(stage="reading Keycloak")
-            identity = self.source.read_all(mapping)
-            self.progress.update(stage="reading the target", users_read=len(identity.users))
-            state = self.target.read_state()
+            identity, state = self._read_both(mapping)
             self._settle_unknown_writes(state, None)
             self.progress.update(stage="planning", target_users=len(state.users))
             pairs = self.store.all_pairs(self.target.name) if self.store is not None else []
@@ -373,6 +371,22 @@ class Reconciler:
         self.progress.update(stage="planned", planned=len(budgeted.operations))
         return budgeted, state, identity.unreadable_groups, identity
 
+    def _read_both(self, mapping: Mapping) -> tuple[IdentityView, TargetState]:
+        """Keycloak and the target read at the same time: a full reconcile mostly waits for
+        their answers (and Tines paces `admin/users`). Both reads always finish before this
+        returns; if both fail, Keycloak's error is the one raised, as when read in turn."""
+        self.progress.update(stage="reading Keycloak and the target")
+        with ThreadPoolExecutor(1, thread_name_prefix="target-read") as pool:
+            target_read = pool.submit(self.target.read_state)
+            try:
+                identity = self.source.read_all(mapping)
+            except BaseException:
+                wait([target_read])
+                raise
+            self.progress.update(users_read=len(identity.users))
+            state = target_read.result()
+        return identity, state
+
     def _pairs_for(self, user_ids: list[str]) -> list[AccountPair]:
         if self.store is None or not user_ids:
             return []
@@ -385,19 +399,22 @@ class Reconciler:
             return
         counts = Counter((u.email or "").lower() for u in identity.users)
         found = [
-            AccountPair(user_id=u.id, account_id=accounts[email].id, email=email)
+            AccountPair.trusted(user_id=u.id, account_id=accounts[email].id, email=email)
             for u in identity.users
             if (email := (u.email or "").lower()) and counts[email] == 1 and email in accounts
         ]
         if not found:
             return
         name = self.target.name
-        known = set(
-            self.store.all_pairs(name)
-            if identity.complete
-            else self.store.pairs_for(name, [p.user_id for p in found])
-        )
-        changed = [p for p in found if p not in known]
+        known = {
+            (p.user_id, p.account_id, p.email)
+            for p in (
+                self.store.all_pairs(name)
+                if identity.complete
+                else self.store.pairs_for(name, [p.user_id for p in found])
+            )
+        }
+        changed = [p for p in found if (p.user_id, p.account_id, p.email) not in known]
         if changed:
             self.store.save_pairs(name, changed)
 
@@ -699,7 +716,8 @@ class Reconciler:
             elif outcome.failed:
                 report.error = "; ".join(r.error or "" for r in outcome.failed[:5])
         report.unreadable_groups = dict(unreadable)
-        self._save_pairs(identity, accounts)
+        with paused_gc():  # pairs every user read: no cyclic GC over it (bridge.gcpause)
+            self._save_pairs(identity, accounts)
         report.subject = subject
         report.duration = time.monotonic() - started
         self._finish_first_logins(plan, report.results, unfinished, begun_before)

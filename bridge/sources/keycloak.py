@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import quote
@@ -45,6 +45,7 @@ from keycloak.exceptions import (
 from keycloak.keycloak_admin import KeycloakAdmin
 from keycloak.openid_connection import KeycloakOpenIDConnection
 
+from bridge.httpenv import settle_environment
 from bridge.keys import UserRef
 from bridge.mapping import GroupSelector, Mapping
 from bridge.model import IdentityView, IdpUser
@@ -117,6 +118,7 @@ class KeycloakSource(IdentitySource):
             timeout=int(timeout),
         )
         self._admin = KeycloakAdmin(connection=connection)
+        settle_environment(connection._s)  # requests' environment, read once (bridge.httpenv)
         self._base = f"admin/realms/{quote(realm, safe='')}"
         self._organizations = OrganizationReader(self._get, self._pages)
 
@@ -315,7 +317,6 @@ class KeycloakSource(IdentitySource):
     # Everyone, in bulk
 
     def read_all(self, mapping: Mapping) -> IdentityView:
-        users = list(self._pages("users", briefRepresentation="false"))
         groups: dict[str, set[str]] = {}
         realm_roles: dict[str, set[str]] = {}
         client_roles: dict[str, dict[str, set[str]]] = {}
@@ -324,13 +325,26 @@ class KeycloakSource(IdentitySource):
         members_of: dict[str, list[str]] = {}  # group id → member ids, for this read only
         organization_ids = self._organization_ids_or_why(selectors)
         graph = _LazyRoleGraph()
-        with ThreadPoolExecutor(self.read_concurrency, thread_name_prefix="keycloak") as pool:
-            outcomes = list(
-                pool.map(
-                    lambda s: self._read_selector_or_why(s, members_of, organization_ids, graph),
-                    selectors,
-                )
-            )
+        # The user list is read beside the selectors (its pages one after another, each kept
+        # only as the compact record a user needs), the selectors `read_concurrency` at once.
+        with ThreadPoolExecutor(1, thread_name_prefix="keycloak-users") as users_pool:
+            users_read = users_pool.submit(self._read_user_records)
+            try:
+                with ThreadPoolExecutor(
+                    self.read_concurrency, thread_name_prefix="keycloak"
+                ) as pool:
+                    outcomes = list(
+                        pool.map(
+                            lambda s: self._read_selector_or_why(
+                                s, members_of, organization_ids, graph
+                            ),
+                            selectors,
+                        )
+                    )
+            except BaseException:
+                wait([users_read])
+                raise
+            users = users_read.result()
         organizations: Organizations = {}
         for selector, found in zip(selectors, outcomes, strict=True):
             if isinstance(found, str):
@@ -346,24 +360,32 @@ class KeycloakSource(IdentitySource):
             for user_id, by_alias in found.organizations.items():
                 for alias, paths in by_alias.items():
                     organizations.setdefault(user_id, {}).setdefault(alias, set()).update(paths)
+        outcomes.clear()  # merged: free them before the users are built
+        members_of.clear()
         read = [
             mapping.project(
-                _profile(
-                    u,
-                    groups=sorted(groups.get(u["id"], ())),
-                    realm_roles=sorted(realm_roles.get(u["id"], ())),
+                record.user(
+                    groups=sorted(groups.get(record.id, ())),
+                    realm_roles=sorted(realm_roles.get(record.id, ())),
                     client_roles={
-                        c: sorted(r) for c, r in sorted(client_roles.get(u["id"], {}).items())
+                        c: sorted(r) for c, r in sorted(client_roles.get(record.id, {}).items())
                     },
                     organizations={
-                        a: sorted(p) for a, p in sorted(organizations.get(u["id"], {}).items())
+                        a: sorted(p) for a, p in sorted(organizations.get(record.id, {}).items())
                     },
                 )
             )
-            for u in users
-            if not u.get("serviceAccountClientId")
+            for record in users
         ]
         return IdentityView(users=read, unreadable_groups=unreadable, complete=True)
+
+    def _read_user_records(self) -> list[_UserRecord]:
+        """Every user of the realm (service accounts aside), checked as they arrive."""
+        return [
+            _UserRecord.of(raw)
+            for raw in self._pages("users", briefRepresentation="false")
+            if not raw.get("serviceAccountClientId")
+        ]
 
     def _organization_ids_or_why(self, selectors: list[GroupSelector]) -> dict[str, str] | str:
         """The realm's organizations by alias, read once per bulk read when the mapping has
@@ -589,6 +611,69 @@ def _walk(group: Json) -> Iterator[Json]:
         yield from _walk(child)
 
 
+@dataclass(frozen=True, slots=True)
+class _UserRecord:
+    """What a user representation says that an `IdpUser` keeps, checked at the trust
+    boundary as validating the `IdpUser` would (a full read builds 100,000 of them; see
+    `IdpUser.trusted`), without the rest of the representation."""
+
+    id: str
+    username: str
+    email: str | None
+    email_verified: bool
+    first_name: str | None
+    last_name: str | None
+    enabled: bool
+    attributes: dict[str, list[str]]
+
+    @classmethod
+    def of(cls, user: Json) -> _UserRecord:
+        try:
+            email, first, last = (user.get(k) for k in ("email", "firstName", "lastName"))
+            for name, value in (("email", email), ("firstName", first), ("lastName", last)):
+                if value is not None and not isinstance(value, str):
+                    raise TypeError(f"'{name}' is a {type(value).__name__}, not a string")
+            attributes = user.get("attributes") or {}
+            if not isinstance(attributes, dict):
+                raise TypeError(f"'attributes' is a {type(attributes).__name__}, not an object")
+            return cls(
+                id=str(user["id"]),
+                username=str(user.get("username", "")),
+                email=email,
+                email_verified=bool(user.get("emailVerified", False)),
+                first_name=first,
+                last_name=last,
+                enabled=bool(user.get("enabled", True)),
+                attributes={k: [str(v) for v in vs] for k, vs in attributes.items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SourceError(f"Keycloak returned a malformed user record: {exc}") from None
+
+    def user(
+        self,
+        *,
+        groups: list[str],
+        realm_roles: list[str],
+        client_roles: dict[str, list[str]],
+        organizations: dict[str, list[str]],
+    ) -> IdpUser:
+        """The `IdpUser`; group paths and role names come from the bridge's own reading."""
+        return IdpUser.trusted(
+            id=self.id,
+            username=self.username,
+            email=self.email,
+            email_verified=self.email_verified,
+            first_name=self.first_name,
+            last_name=self.last_name,
+            enabled=self.enabled,
+            attributes=self.attributes,
+            groups=groups,
+            realm_roles=realm_roles,
+            client_roles=client_roles,
+            organizations=organizations,
+        )
+
+
 def _profile(
     user: Json,
     *,
@@ -597,22 +682,9 @@ def _profile(
     client_roles: dict[str, list[str]] | None = None,
     organizations: dict[str, list[str]] | None = None,
 ) -> IdpUser:
-    try:
-        return IdpUser(
-            id=str(user["id"]),
-            username=str(user.get("username", "")),
-            email=user.get("email"),
-            email_verified=bool(user.get("emailVerified", False)),
-            first_name=user.get("firstName"),
-            last_name=user.get("lastName"),
-            enabled=bool(user.get("enabled", True)),
-            attributes={
-                k: [str(v) for v in vs] for k, vs in (user.get("attributes") or {}).items()
-            },
-            groups=groups,
-            realm_roles=realm_roles,
-            client_roles=client_roles or {},
-            organizations=organizations or {},
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise SourceError(f"Keycloak returned a malformed user record: {exc}") from None
+    return _UserRecord.of(user).user(
+        groups=groups,
+        realm_roles=realm_roles,
+        client_roles=client_roles or {},
+        organizations=organizations or {},
+    )

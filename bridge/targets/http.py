@@ -40,6 +40,7 @@ from typing import Any
 
 import requests
 
+from bridge.httpenv import settle_environment
 from bridge.targets.base import (
     AlreadyExistsError,
     BadRequestError,
@@ -202,7 +203,10 @@ class Transport:
         self.stats = RequestStats()
         self._sleep = sleep
         self._detail = detail
-        self._session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            settle_environment(session)
+        self._session = session
         self._session.headers.update(headers or {})
         self._secrets = sorted(
             {*_secret_values(headers or {}), *(s for s in secrets if s)}, key=len, reverse=True

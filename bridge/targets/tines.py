@@ -317,10 +317,8 @@ class TinesTarget(Target):
         return next((m.role for m in self._members(container) if m.user_id == user.id), None)
 
     def _members(self, container: str) -> list[Member]:
-        return [
-            Member(user_id=str(raw["id"]), role=raw["role"])
-            for raw in self._pages(f"teams/{container}/members", "members")
-        ]
+        where = f"GET teams/{container}/members"
+        return [_member(raw, where) for raw in self._pages(f"teams/{container}/members", "members")]
 
     def _teams(self) -> list[dict[str, Any]]:
         # `standard` is every shared team; personal teams are private workspaces that no
@@ -449,15 +447,47 @@ def _next_page(meta: Any, page: int) -> int | None:
 
 
 def _user(raw: Mapping[str, Any]) -> TargetUser:
-    return TargetUser(
-        id=str(raw["id"]),
-        email=raw["email"],
-        first_name=raw.get("first_name"),
-        last_name=raw.get("last_name"),
-        tenant_owner=bool(raw.get("admin", False)),
-        tenant_permissions=list(raw.get("tenant_permissions") or []),
-        active=bool(raw.get("is_active", True)),
-    )
+    """A user of `admin/users`, checked as validating the record would (a full read holds
+    every user of the tenant: `TargetUser.trusted` spares validating each twice)."""
+    try:
+        permissions = list(raw.get("tenant_permissions") or [])
+        return TargetUser.trusted(
+            id=str(raw["id"]),
+            email=_text(raw, "email"),
+            first_name=_text_or_none(raw, "first_name"),
+            last_name=_text_or_none(raw, "last_name"),
+            tenant_owner=bool(raw.get("admin", False)),
+            tenant_permissions=[_checked_text(p, "tenant_permissions") for p in permissions],
+            active=bool(raw.get("is_active", True)),
+        )
+    except (KeyError, TypeError) as exc:
+        raise BadRequestError(f"GET {USERS}: malformed user {_excerpt(raw)}: {exc}") from None
+
+
+def _member(raw: Mapping[str, Any], where: str) -> Member:
+    try:
+        return Member.trusted(user_id=str(raw["id"]), role=_text(raw, "role"))
+    except (KeyError, TypeError) as exc:
+        raise BadRequestError(f"{where}: malformed member {_excerpt(raw)}: {exc}") from None
+
+
+def _text(raw: Mapping[str, Any], key: str) -> str:
+    return _checked_text(raw[key], key)
+
+
+def _text_or_none(raw: Mapping[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    return None if value is None else _checked_text(value, key)
+
+
+def _checked_text(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"'{key}' is a {type(value).__name__}, not a string")
+    return value
+
+
+def _excerpt(raw: Any) -> str:
+    return repr(raw)[:120]
 
 
 def _team_with(
