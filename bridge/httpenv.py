@@ -25,12 +25,13 @@ def settle_environment(session: requests.Session) -> None:
     lock = threading.Lock()
 
     def merged(url: str, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
-        given = tuple(sorted((proxies or {}).items()))
+        given = None if proxies is None else tuple(sorted(proxies.items()))
         key = (*urlsplit(url)[:2], given, stream, verify, cert)
         with lock:
             found = known.get(key)
             if found is None:
-                found = known[key] = merge(url, dict(proxies or {}), stream, verify, cert)
+                mine = None if proxies is None else dict(proxies)
+                found = known[key] = merge(url, mine, stream, verify, cert)
         if proxies is not None:
             for scheme, proxy in found["proxies"].items():
                 proxies.setdefault(scheme, proxy)  # as requests' own merge does
