@@ -2,10 +2,11 @@
 
 Counters and the run-duration histogram count what this process did, requests to Keycloak
 and the target included (every attempt, by status code, so a target's 429s show). The gauges
-of the queue, the last full reconcile and the orphans are read from the state store at each
-scrape (`refresh_from_store`), so every process reports the installation's state, whichever
-process did the work. Readiness is asked at each scrape too (`refresh_readiness`), as
-`/readyz` asks it. The standard `process_*` metrics (start time, memory, CPU) come with them.
+of the queue, the last full reconcile, its orphans and unreadable groups are read from the
+state store at each scrape (`refresh_from_store`), so every process reports the
+installation's state, whichever process did the work. Readiness is asked at each scrape too
+(`refresh_readiness`), as `/readyz` asks it. The standard `process_*` metrics (start time,
+memory, CPU) come with them.
 
 deploy/prometheus/alerts.yml and deploy/grafana/jit-bridge.json are built on these names.
 """
@@ -79,7 +80,8 @@ class Metrics:
         )
         self.unreadable_groups = Gauge(
             "jit_bridge_unreadable_groups",
-            "Mapped groups the last full reconcile could not read (removals held)",
+            "Mapped groups the last full reconcile that completed could not read (what they "
+            "grant was not removed)",
             registry=r,
         )
         self.orphan_accounts = Gauge(
@@ -174,6 +176,8 @@ class Metrics:
         finished = None if last is None else last.finished_at
         self.last_full_reconcile.set(0 if finished is None else finished.timestamp())
         self.orphan_accounts.set(0 if last is None or last.orphans is None else last.orphans)
+        unreadable = None if last is None else last.unreadable_groups
+        self.unreadable_groups.set(unreadable or 0)
         self.last_full_reconcile_failed.set(1 if last_full_reconcile_failed(store) else 0)
 
     def refresh_readiness(self, checks: dict[str, str], *, stopping: bool) -> None:

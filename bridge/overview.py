@@ -45,6 +45,8 @@ class RunView:
     hold_reason: str | None = None
     approved_by: str | None = None
     orphans: int | None = None
+    #: Mapped groups Keycloak could not read in this run (what they grant was not removed).
+    unreadable_groups: int | None = None
 
     @classmethod
     def of(cls, run: Run) -> RunView:
@@ -74,6 +76,9 @@ class RunView:
             hold_reason=run.hold_reason,
             approved_by=run.approved_by,
             orphans=summary.get("orphans"),
+            unreadable_groups=(
+                len(summary["unreadable_groups"]) if "unreadable_groups" in summary else None
+            ),
         )
 
     @property

@@ -205,9 +205,6 @@ class WorkerPool:
             self.health.record_success("keycloak")
         if failing != "target":
             self.health.record_success("target")
-        if item.key == EVERYONE:
-            self.metrics.unreadable_groups.set(len(report.unreadable_groups))
-            self.metrics.orphan_accounts.set(len(report.plan.orphans))
         self.metrics.observe_run(report, kind=kind)
 
     def _record_failed_full_reconcile(self, item: QueueItem, error: str) -> None:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from bridge.keys import EVERYONE
 from bridge.metrics import Metrics
 from bridge.model import TargetState, TargetUser, Team
 from bridge.overview import check_dependencies
@@ -331,3 +332,63 @@ def wait_for(bridge: BridgeProcess, name: str, **labels: str) -> str:
         what=f"{name} {labels}",
     )
     return bridge.get("/metrics").text
+
+
+def test_a_mapped_group_keycloak_cannot_read_shows_on_metrics(
+    bridge_service: BridgeFactory,
+    tines_fake: TinesFake,
+    keycloak: TestKeycloak,
+    keycloak_sandbox: KeycloakSandbox,
+) -> None:
+    """The gauge behind JitBridgeMappedGroupsUnreadable: from the last full reconcile in the
+    store, so every process shows it, whichever ran the reconcile."""
+    there = keycloak_sandbox.create_group("/There")
+    gone = f"{there}-gone"  # never created
+    tines_fake.state.load(TargetState(teams=[Team(id="1", name="Analytics")]))
+    bridge = bridge_service(
+        mapping={
+            "mappings": [
+                {"group_name": there, "team_name": "Analytics", "role_name": "EDITOR"},
+                {"group_name": gone, "team_name": "Analytics", "role_name": "VIEWER"},
+            ]
+        },
+        tines=tines_fake,
+        keycloak=keycloak,
+        mode="enhanced",
+    )
+
+    assert bridge.admin("POST", "sync", {"all": True}).status_code == 202
+
+    bridge.wait_until(
+        lambda: value(bridge.get("/metrics").text, "jit_bridge_unreadable_groups") == 1,
+        what="jit_bridge_unreadable_groups 1",
+    )
+    assert value(bridge.get("/metrics").text, "jit_bridge_last_full_reconcile_failed") == 0
+
+
+def test_full_reconcile_gauges_come_from_the_store_whichever_process_ran_it(
+    tmp_path: Path,
+) -> None:
+    """A process that ran nothing itself reports the last full reconcile's failure, orphans
+    and unreadable groups as the store has them."""
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    store.upgrade()
+    try:
+        done = store.start_run(EVERYONE, "reconcile", requested_by="queue:reconcile")
+        store.finish_run(
+            done,
+            "no_changes",
+            {"orphans": 2, "unreadable_groups": {"/Gone": "the group does not exist"}},
+        )
+        later = store.start_run(EVERYONE, "reconcile", requested_by="queue:reconcile")
+        store.finish_run(later, "partial", {"error": "one invite refused"})
+        metrics = Metrics()
+        metrics.refresh_from_store(store)
+    finally:
+        store.close()
+    text = metrics.render().decode()
+
+    assert value(text, "jit_bridge_unreadable_groups") == 1
+    assert value(text, "jit_bridge_orphan_accounts") == 2
+    assert value(text, "jit_bridge_last_full_reconcile_failed") == 1
+    assert (value(text, "jit_bridge_last_full_reconcile_timestamp_seconds") or 0) > 0
