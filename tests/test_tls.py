@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bridge.init.command import kept_settings
 from bridge.settings import Settings, SettingsError, load_settings
 from bridge.tls import TlsError, server_context
 from bridge.ui.session import LOGIN_COOKIE, SESSION_COOKIE
@@ -167,6 +168,30 @@ def test_unusable_certificate_or_key_files_are_named(ca: TestCA, tmp_path: Path)
 
     context = server_context(locked.cert_file, locked.key_file, "right")
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+def test_running_init_again_keeps_serving_https() -> None:
+    """`jit-bridge init` rewrites bridge.toml and its secret files; the certificate and key
+    an operator added to the earlier bridge.toml stay."""
+    earlier = {
+        "mode": "enhanced",
+        "listen": "0.0.0.0:8443",
+        "mapping_file": "/etc/jit-bridge/mapping.json",
+        "tls_cert_file": "/etc/jit-bridge/tls.crt",
+        "tls_key_file": "/etc/jit-bridge/tls.key",
+        "tines_api_key_file": "secrets/tines_api_key",
+        "admin_token_file": "secrets/admin_token",
+    }
+
+    kept = kept_settings(earlier)
+
+    assert kept == {
+        "mode": "enhanced",
+        "listen": "0.0.0.0:8443",
+        "mapping_file": "/etc/jit-bridge/mapping.json",
+        "tls_cert_file": "/etc/jit-bridge/tls.crt",
+        "tls_key_file": "/etc/jit-bridge/tls.key",
+    }
 
 
 @pytest.mark.parametrize("problem", ["mismatched key", "unreadable certificate"])

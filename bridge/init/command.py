@@ -145,9 +145,7 @@ def _init(args: argparse.Namespace, settings: Settings, directory: Path, prompte
     admin_token = admin_token or secrets.token_urlsafe(32)
     verify_tls = not args.no_verify_tls and earlier.get("verify_tls", True) is not False
 
-    values: dict[str, Any] = {
-        k: v for k, v in earlier.items() if not k.endswith("_file") or k == "mapping_file"
-    }
+    values = kept_settings(earlier)
     values.update(
         mode=mode,
         mapping_file=str(mapping_path),
@@ -194,7 +192,8 @@ def _init(args: argparse.Namespace, settings: Settings, directory: Path, prompte
         api.check_realm()
         installed = api.event_listener_providers()
         way = _events_way(args.events, installed, prompter)
-        webhook_url = args.webhook_url or _webhook_url(listen)
+        https = settings.https or "tls_cert_file" in values
+        webhook_url = args.webhook_url or _webhook_url(listen, https=https)
         if way == "phasetwo" and not args.webhook_url:
             webhook_url = (
                 prompter.text(
@@ -302,11 +301,22 @@ def _webhook_secret(
     return secrets.token_urlsafe(32), True
 
 
-def _webhook_url(listen: str) -> str:
+#: `<name>_file` settings of an earlier bridge.toml that are files of their own, not the
+#: secret files init writes anew: a second init keeps them (and so keeps serving HTTPS).
+_KEPT_FILE_SETTINGS = ("mapping_file", "tls_cert_file", "tls_key_file")
+
+
+def kept_settings(earlier: dict[str, Any]) -> dict[str, Any]:
+    """What a new bridge.toml takes over from the earlier one: everything but the references
+    to secret files, which init writes again."""
+    return {k: v for k, v in earlier.items() if not k.endswith("_file") or k in _KEPT_FILE_SETTINGS}
+
+
+def _webhook_url(listen: str, *, https: bool = False) -> str:
     host, _, port = listen.rpartition(":")
     if host in ("0.0.0.0", "::", "[::]", ""):  # noqa: S104 (a listen address, read here)
         host = "127.0.0.1"
-    return f"http://{host}:{port}/webhooks/keycloak"
+    return f"{'https' if https else 'http'}://{host}:{port}/webhooks/keycloak"
 
 
 def _settings(values: dict[str, Any], secret_values: dict[str, str]) -> Settings:
