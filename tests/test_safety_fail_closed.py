@@ -129,6 +129,8 @@ def world(
 
 
 def metric(world: World, name: str) -> float:
+    """What a scrape of /metrics shows: the store's gauges refreshed first."""
+    world.metrics.refresh_from_store(world.store)
     return world.metrics.registry.get_sample_value(name) or 0.0
 
 
