@@ -1,8 +1,9 @@
 """Settings (docs/design.md, Settings and state): environment variables, an optional TOML file, and
 `_FILE` secrets.
 
-Precedence, highest first: `JIT_BRIDGE_<NAME>` environment variables, `JIT_BRIDGE_<NAME>_FILE`
-files (for secrets mounted by an orchestrator), the TOML file (`--settings F` or
+Precedence, highest first: `JIT_BRIDGE_<NAME>` environment variables or `JIT_BRIDGE_<NAME>_FILE`
+files (for secrets mounted by an orchestrator; setting both for one name is refused, since one
+would silently hide the other), the TOML file (`--settings F` or
 `JIT_BRIDGE_SETTINGS`), then the defaults below. Secrets are `SecretStr`: they print as
 `**********` and never reach logs, errors or audit records.
 """
@@ -227,6 +228,11 @@ class _SecretFileSource(PydanticBaseSettingsSource):
             path = os.environ.get(f"{ENV_PREFIX}{name.upper()}_FILE")
             if not path:
                 continue
+            if f"{ENV_PREFIX}{name.upper()}" in os.environ:
+                raise SettingsError(
+                    f"{ENV_PREFIX}{name.upper()} and {ENV_PREFIX}{name.upper()}_FILE are both "
+                    "set: set one of them (the variable would hide the file's value)"
+                )
             try:
                 found[name] = Path(path).read_text(encoding="utf-8").strip()
             except OSError as exc:

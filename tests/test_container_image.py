@@ -154,7 +154,10 @@ def test_image_config_is_non_root_with_a_health_check(image: str) -> None:
     assert config["Healthcheck"]["Test"][:2] == ["CMD", "python3"]
     assert "/healthz" in " ".join(config["Healthcheck"]["Test"])
     env = dict(item.partition("=")[::2] for item in config["Env"])
-    assert env["JIT_BRIDGE_DATABASE_URL"] == "sqlite:////var/lib/jit-bridge/jit-bridge.db"
+    # The store's default (sqlite:///jit-bridge.db) lands in the volume through the working
+    # directory; a JIT_BRIDGE_DATABASE_URL here would clash with a pod's _FILE variant.
+    assert "JIT_BRIDGE_DATABASE_URL" not in env
+    assert config["WorkingDir"] == "/var/lib/jit-bridge"
     assert unknown_environment(env) == []  # every JIT_BRIDGE_* it sets is a setting
 
 
@@ -170,6 +173,10 @@ def test_service_in_the_image_is_healthy_and_stops_on_sigterm(
     secrets.mkdir()
     for name in ("keycloak_client_secret", "tines_api_key", "admin_token"):
         (secrets / name).write_text(f"{name}-in-a-file\n", encoding="utf-8")
+    # Over HTTPS the database URL comes from a mounted file too, as the Helm chart gives a
+    # PostgreSQL URL; the store must then be where that file says, not the default.
+    store = "jit-bridge.db" if scheme == "http" else "from-file.db"
+    (secrets / "database_url").write_text(f"sqlite:////var/lib/jit-bridge/{store}\n", "utf-8")
     extra_env: dict[str, str] = {}
     extra_volumes: tuple[str, ...] = ()
     verify: ssl.SSLContext | bool = True
@@ -180,6 +187,7 @@ def test_service_in_the_image_is_healthy_and_stops_on_sigterm(
         extra_env = {
             "JIT_BRIDGE_TLS_CERT_FILE": f"/run/tls/{cert.cert_file.name}",
             "JIT_BRIDGE_TLS_KEY_FILE": f"/run/tls/{cert.key_file.name}",
+            "JIT_BRIDGE_DATABASE_URL_FILE": "/run/secrets/database_url",
         }
         extra_volumes = (f"{cert.cert_file.parent}:/run/tls:ro",)
         verify = ssl.create_default_context(cafile=str(ca.cert_file))
@@ -237,7 +245,7 @@ def test_service_in_the_image_is_healthy_and_stops_on_sigterm(
         assert buildah(*health).returncode != 0, "the health check passes with no bridge"
         # The store is in the image's state directory, written by its user.
         listing = checked(buildah(*container.run("ls", "-n", "/var/lib/jit-bridge")))
-        assert "jit-bridge.db" in listing
+        assert store in listing
         assert f" {IMAGE_UID} {IMAGE_UID} " in listing
     finally:
         if outer.poll() is None:

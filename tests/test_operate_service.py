@@ -190,15 +190,17 @@ def test_json_logs_are_one_object_per_line_with_the_run_in_fields(
         (email, "add_membership", False),
     }
 
-    # A full reconcile shows how far it has got while it runs (a slow target keeps it at
-    # reading the target long enough to look), and nothing once it is over.
+    # A full reconcile shows how far it has got while it runs (a slow target keeps it reading
+    # long enough to look: Keycloak's users are counted while the target is still being read),
+    # and nothing once it is over.
     assert bridge.status()["full_reconcile_in_progress"] is None
     tines_fake.slow(1.0)
     assert bridge.admin("POST", "sync", {"all": True}).status_code == 202
 
     def reading_the_target() -> dict[str, Any] | None:
         running = bridge.status()["full_reconcile_in_progress"]
-        return running if running and running["stage"] == "reading the target" else None
+        reading = running and running["stage"] == "reading Keycloak and the target"
+        return running if reading and running["users_read"] is not None else None
 
     running = bridge.wait_until(reading_the_target, what="the full reconcile's progress")
     assert running["users_read"] >= 1

@@ -144,6 +144,22 @@ def test_settings_flag_works_before_or_after_the_command(
     assert json.loads(capsys.readouterr().out)["mode"] == "enhanced"
 
 
+def test_a_setting_given_both_as_variable_and_as_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image or unit that sets JIT_BRIDGE_DATABASE_URL must not silently win over the
+    orchestrator's JIT_BRIDGE_DATABASE_URL_FILE (a PostgreSQL deployment on a local SQLite)."""
+    url_file = tmp_path / "db"
+    url_file.write_text("postgresql://bridge:pw@db/bridge\n", encoding="utf-8")
+    monkeypatch.setenv("JIT_BRIDGE_DATABASE_URL_FILE", str(url_file))
+    monkeypatch.setenv("JIT_BRIDGE_DATABASE_URL", "sqlite:////var/lib/jit-bridge/jit-bridge.db")
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert str(raised.value).startswith(
+        "JIT_BRIDGE_DATABASE_URL and JIT_BRIDGE_DATABASE_URL_FILE are both set"
+    )
+
+
 def test_database_url_from_file_is_masked_in_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
