@@ -405,18 +405,9 @@ class Reconciler:
         ]
         if not found:
             return
-        name = self.target.name
-        known = {
-            (p.user_id, p.account_id, p.email)
-            for p in (
-                self.store.all_pairs(name)
-                if identity.complete
-                else self.store.pairs_for(name, [p.user_id for p in found])
-            )
-        }
-        changed = [p for p in found if (p.user_id, p.account_id, p.email) not in known]
+        changed = self.store.changed_pairs(self.target.name, found)
         if changed:
-            self.store.save_pairs(name, changed)
+            self.store.save_pairs(self.target.name, changed)
 
     def _settle_unknown_writes(self, state: TargetState, emails: set[str] | None) -> None:
         """Record the outcome of writes whose answer a stopped process never got, from what

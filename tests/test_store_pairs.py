@@ -49,3 +49,37 @@ def test_one_account_named_twice_in_one_save_ends_with_the_last_user(store: Stor
     store.save_pairs("tines", [pair("kc-a", "1"), pair("kc-b", "1")])
 
     assert store.all_pairs("tines") == [pair("kc-b", "1")]
+
+
+def test_changed_pairs_agree_whether_looked_up_by_id_or_read_whole(store: Store) -> None:
+    """A full reconcile asks which of its 100,000 pairs are new or different: the store then
+    reads its pairs whole (streamed) instead of by id. Both ways give the same answer, and
+    saving exactly that answer leaves nothing changed. 12,000 pairs also take the upsert
+    through several chunks."""
+    stored = [pair(f"kc-{n:05d}", f"acct-{n}") for n in range(12_000)]
+    assert store.save_pairs("tines", stored) == 12_000
+    assert len(store.all_pairs("tines")) == 12_000
+    store.save_pairs("scim", [pair("kc-00001", "other-target")])
+
+    renamed = pair("kc-00005", "acct-5", "Renamed@Example.com")
+    moved = pair("kc-00006", "acct-new")
+    new = [pair(f"new-{n}", f"acct-new-{n}") for n in range(3)]
+    found = [
+        *stored[10:5_000],  # as stored
+        renamed,
+        moved,
+        pair("kc-00007", "acct-7", "KC-00007@Example.com"),  # as stored, in another case
+        *new,
+        *stored[8_000:],
+    ]
+    expected = [renamed, moved, *new]
+
+    whole = store.changed_pairs("tines", found)
+    by_id = [
+        p
+        for start in range(0, len(found), 1_000)
+        for p in store.changed_pairs("tines", found[start : start + 1_000])
+    ]
+    assert whole == by_id == expected
+    assert store.save_pairs("tines", whole) == len(expected)
+    assert store.changed_pairs("tines", found) == []

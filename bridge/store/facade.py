@@ -270,6 +270,12 @@ class Store:
         with read_transaction(self._engine) as connection:
             return pairs.all_pairs(connection, target)
 
+    def changed_pairs(self, target: str, found: list[AccountPair]) -> list[AccountPair]:
+        """Those of `found` that `save_pairs` would write: new, or stored differently. Read
+        only, so a run that pairs nothing new takes no write lock."""
+        with read_transaction(self._engine) as connection:
+            return pairs.changed(connection, target, found)
+
     def pairs_for(self, target: str, user_ids: Iterable[str]) -> list[AccountPair]:
         with read_transaction(self._engine) as connection:
             return pairs.pairs_for(connection, target, user_ids)

@@ -29,6 +29,44 @@ def all_pairs(connection: Connection, target: str) -> list[AccountPair]:
     return [_pair(row) for row in rows]
 
 
+def changed(connection: Connection, target: str, pairs: list[AccountPair]) -> list[AccountPair]:
+    """The pairs of `pairs` not stored as they are (emails compared lower-cased as stored).
+
+    A full reconcile checks every user's pair (100,000 at a time): the stored pairs are
+    streamed and compared as they come, so none of them is held beyond its row."""
+    wanted = {p.user_id: (p.account_id, p.email.lower()) for p in pairs}
+    if len(wanted) > _STREAM_ABOVE:
+        rows = connection.execution_options(yield_per=_CHUNK).execute(
+            select(
+                identity_pairs.c.user_id, identity_pairs.c.account_id, identity_pairs.c.email
+            ).where(identity_pairs.c.target == target)
+        )
+        for user_id, account_id, email in rows:
+            if wanted.get(user_id) == (account_id, email):
+                del wanted[user_id]
+    else:
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), 500):
+            rows = connection.execute(
+                select(
+                    identity_pairs.c.user_id, identity_pairs.c.account_id, identity_pairs.c.email
+                )
+                .where(identity_pairs.c.target == target)
+                .where(identity_pairs.c.user_id.in_(ordered[start : start + 500]))
+            )
+            for user_id, account_id, email in rows:
+                if wanted.get(user_id) == (account_id, email):
+                    del wanted[user_id]
+    return [p for p in pairs if p.user_id in wanted]
+
+
+#: Above this many pairs, `changed` reads the target's stored pairs whole, in chunks.
+_STREAM_ABOVE = 2_000
+#: Rows fetched, and upserted, at a time: 100,000 pairs are never all in one statement's
+#: parameters (which held ~180 MB at 100,000).
+_CHUNK = 5_000
+
+
 def pairs_for(connection: Connection, target: str, user_ids: Iterable[str]) -> list[AccountPair]:
     wanted = sorted(set(user_ids))
     if not wanted:
@@ -89,21 +127,22 @@ def save(connection: Connection, now: float, target: str, pairs: Iterable[Accoun
             ),
             [{"t": target, "u": user_id} for user_id in stale],
         )
-    upsert_many(
-        connection,
-        identity_pairs,
-        [
-            {
-                "target": target,
-                "user_id": p.user_id,
-                "account_id": p.account_id,
-                "email": p.email,
-                "updated_at": now,
-            }
-            for p in changed
-        ],
-        ["target", "user_id"],
-    )
+    for start in range(0, len(changed), _CHUNK):
+        upsert_many(
+            connection,
+            identity_pairs,
+            [
+                {
+                    "target": target,
+                    "user_id": p.user_id,
+                    "account_id": p.account_id,
+                    "email": p.email,
+                    "updated_at": now,
+                }
+                for p in changed[start : start + _CHUNK]
+            ],
+            ["target", "user_id"],
+        )
     return len(changed)
 
 
