@@ -55,6 +55,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from itertools import chain, islice
 from typing import Any, Literal
 from urllib.parse import quote
@@ -147,7 +148,11 @@ class TinesTarget(Target):
                 containers = [str(raw["id"]) for raw in raw_teams] + [
                     str(group["id"]) for raw in raw_teams for group in raw.get("groups") or []
                 ]
-                members = dict(zip(containers, pool.map(self._members, containers), strict=True))
+                # One `Member` per (user, role) for the whole read: a user in three teams with
+                # one role is one record, not three (a bulk read holds every membership).
+                shared: dict[tuple[object, object], Member] = {}
+                read = partial(self._members, shared=shared)
+                members = dict(zip(containers, pool.map(read, containers), strict=True))
             finally:
                 # A failure reading the users wins, as it would in a sequential read.
                 read_users = users.result()
@@ -316,9 +321,14 @@ class TinesTarget(Target):
     def _role_of(self, container: str, user: TargetUser) -> str | None:
         return next((m.role for m in self._members(container) if m.user_id == user.id), None)
 
-    def _members(self, container: str) -> list[Member]:
+    def _members(
+        self, container: str, shared: dict[tuple[object, object], Member] | None = None
+    ) -> list[Member]:
         where = f"GET teams/{container}/members"
-        return [_member(raw, where) for raw in self._pages(f"teams/{container}/members", "members")]
+        pages = self._pages(f"teams/{container}/members", "members")
+        if shared is None:
+            return [_member(raw, where) for raw in pages]
+        return [_shared_member(raw, where, shared) for raw in pages]
 
     def _teams(self) -> list[dict[str, Any]]:
         # `standard` is every shared team; personal teams are private workspaces that no
@@ -469,6 +479,21 @@ def _member(raw: Mapping[str, Any], where: str) -> Member:
         return Member.trusted(user_id=str(raw["id"]), role=_text(raw, "role"))
     except (KeyError, TypeError) as exc:
         raise BadRequestError(f"{where}: malformed member {_excerpt(raw)}: {exc}") from None
+
+
+def _shared_member(
+    raw: Mapping[str, Any], where: str, shared: dict[tuple[object, object], Member]
+) -> Member:
+    """`_member`, the same record for the same (id, role) as any read before it in `shared`
+    (records are never changed once read, so sharing them is safe)."""
+    try:
+        key = (raw["id"], raw["role"])
+        found = shared.get(key)
+    except (KeyError, TypeError):  # a missing or unhashable (malformed) field
+        return _member(raw, where)
+    if found is None:
+        found = shared[key] = _member(raw, where)
+    return found
 
 
 def _text(raw: Mapping[str, Any], key: str) -> str:
