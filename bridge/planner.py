@@ -25,7 +25,7 @@ Rules chosen where the contract is silent:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
 
@@ -82,11 +82,13 @@ def target_memberships(target: TargetState) -> dict[str, dict[MembershipKey, str
     """user id → {(team, case group): role} for every membership the target lists."""
     found: dict[str, dict[MembershipKey, str]] = {}
     for team in target.teams:
+        key: MembershipKey = (team.name, None)  # one tuple per team, not per member
         for member in team.members:
-            found.setdefault(member.user_id, {})[(team.name, None)] = member.role
+            found.setdefault(member.user_id, {})[key] = member.role
         for case_group in team.case_groups:
+            key = (team.name, case_group.name)
             for member in case_group.members:
-                found.setdefault(member.user_id, {})[(team.name, case_group.name)] = member.role
+                found.setdefault(member.user_id, {})[key] = member.role
     return found
 
 
@@ -508,8 +510,9 @@ def operation_order(op: Operation) -> tuple[str, int, str, bool, str]:
 
 def _identity_by_email(
     identity: IdentityView, wanted: Callable[[str], bool], full: bool
-) -> tuple[dict[str, IdpUser], list[Skipped]]:
-    """Keycloak users by lower-case email, and those that cannot be matched to a target user.
+) -> tuple[dict[str, IdpUser], list[Skipped], Container[str]]:
+    """Keycloak users by lower-case email, those that cannot be matched to a target user,
+    and every lower-case email a Keycloak user has (shared ones too).
 
     A user without an email can never be in a per-user scope, so is only listed in full plans.
     """
@@ -529,7 +532,8 @@ def _identity_by_email(
         for email, n in counts.items()
         if email and n > 1 and wanted(email)
     ]
-    return found, skipped
+    counts.pop("", None)
+    return found, skipped, counts.keys()
 
 
 @dataclass(frozen=True)
@@ -552,6 +556,8 @@ def _identities(
     pairs: Sequence[AccountPair],
     email_changes: bool,
     complete: bool,
+    by_email: dict[str, TargetUser],
+    living: Container[str],
 ) -> _Identities:
     """Follow the Keycloak id, not the email (docs/design.md, Identity):
 
@@ -565,10 +571,8 @@ def _identities(
     """
     gone = {e.lower(): DELETED for e in identity.deleted_users}
     renames: dict[str, TargetUser] = {}
-    by_email = target_users_by_email(target)
     by_id = {u.id: u for u in target.users}
     idp_by_id = {u.id: u for u in identity.users}
-    living = {(u.email or "").strip().lower() for u in identity.users} - {""}
     deleted_ids = set(identity.deleted_ids)
     for pair in sorted(pairs, key=lambda p: p.user_id):
         account = by_id.get(pair.account_id)
@@ -633,7 +637,7 @@ def plan(
     def wanted(email: str) -> bool:
         return in_scope is None or email in in_scope
 
-    idp, skipped = _identity_by_email(identity, wanted, full=scope is None)
+    idp, skipped, living = _identity_by_email(identity, wanted, full=scope is None)
 
     users = target_users_by_email(target)
     memberships = target_memberships(target)
@@ -643,7 +647,9 @@ def plan(
         else partial(desired_access, mapping, policy)
     )
     target_only_known = identity.complete and scope is None
-    ids = _identities(policy, identity, idp, target, pairs, email_changes, target_only_known)
+    ids = _identities(
+        policy, identity, idp, target, pairs, email_changes, target_only_known, users, living
+    )
     ctx = _Context(
         mapping,
         policy,

@@ -29,13 +29,13 @@ MembershipKey = tuple[str, str | None]
 """(team name, case group name or None for the team itself)."""
 
 AccessKey = tuple[
-    frozenset[str],
-    frozenset[str],
-    frozenset[tuple[str, frozenset[str]]],
-    frozenset[tuple[str, frozenset[str]]],
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[tuple[str, tuple[str, ...]], ...],
+    tuple[tuple[str, tuple[str, ...]], ...],
 ]
 """What a user's desired access depends on: (group paths, realm roles, client roles,
-organizations with their organization groups)."""
+organizations with their organization groups), each sorted and without repeats."""
 
 
 def role_rank(role: str, precedence: tuple[str, ...]) -> int:
@@ -65,13 +65,13 @@ def describe_source(matched: str) -> str:
     return f"group {matched}" if matched.startswith("/") else matched
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredMembership:
     role: str
     because: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredAccess:
     """What the mapping grants one user. Empty for a user no entry matches."""
 
@@ -257,8 +257,22 @@ def _membership_candidates(
     """Matching entries with the paths they matched through, grouped by membership, file order."""
     found: dict[MembershipKey, list[tuple[MappingEntry, list[str]]]] = {}
     for entry, through in _index_for(mapping).matches(user, paths, policy.inherit_parent_groups):
-        found.setdefault((entry.team, entry.case_group), []).append((entry, through))
+        found.setdefault(_membership_key(entry.team, entry.case_group), []).append((entry, through))
     return found
+
+
+@lru_cache(maxsize=1 << 14)
+def _membership_key(team: str, case_group: str | None) -> MembershipKey:
+    """One (team, case group) tuple however many desired accesses hold it."""
+    return (team, case_group)
+
+
+@lru_cache(maxsize=1 << 16)
+def _desired_membership(role: str, because: tuple[str, ...]) -> DesiredMembership:
+    """One record per (role, because): a full plan holds a desired access for each of tens
+    of thousands of combinations of groups, and most grant the same memberships for the same
+    reasons (records are frozen, so sharing them is safe)."""
+    return DesiredMembership(role=role, because=because)
 
 
 def desired_access(mapping: Mapping, policy: Policy, user: IdpUser) -> DesiredAccess:
@@ -267,9 +281,7 @@ def desired_access(mapping: Mapping, policy: Policy, user: IdpUser) -> DesiredAc
     memberships: dict[MembershipKey, DesiredMembership] = {}
     for key, candidates in _membership_candidates(mapping, policy, user, paths).items():
         won = _winner(candidates, policy)
-        memberships[key] = DesiredMembership(
-            role=won.role, because=_reasons(candidates, won, policy)
-        )
+        memberships[key] = _desired_membership(won.role, _reasons(candidates, won, policy))
 
     owner_because = tuple(
         describe_source(path)
@@ -296,13 +308,19 @@ def access_key(user: IdpUser) -> AccessKey:
     with the same key are granted exactly the same (selectors only ask whether a path or
     role is among the user's)."""
     return (
-        frozenset(user.groups),
-        frozenset(user.realm_roles),
-        frozenset(
-            (client, frozenset(roles)) for client, roles in user.client_roles.items() if roles
+        _canonical(user.groups),
+        _canonical(user.realm_roles),
+        tuple(
+            sorted(
+                (client, _canonical(roles)) for client, roles in user.client_roles.items() if roles
+            )
         ),
-        frozenset((alias, frozenset(paths)) for alias, paths in user.organizations.items()),
+        tuple(sorted((alias, _canonical(paths)) for alias, paths in user.organizations.items())),
     )
+
+
+def _canonical(values: list[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(values)))
 
 
 class DesiredAccessMemo:
@@ -333,6 +351,10 @@ class DesiredAccessMemo:
         found = self._as_listed.get(listed)
         if found is None:
             key = access_key(user)
+            # A bulk read lists groups and roles sorted, so the key mostly equals the
+            # listing: keep one of the two (tens of thousands of combinations at 100,000).
+            if key == listed:
+                key = listed
             found = self._known.get(key)
             if found is None:
                 found = self._known[key] = desired_access(self.mapping, self.policy, user)
