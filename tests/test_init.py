@@ -425,6 +425,31 @@ def test_a_refused_step_stops_lists_what_was_done_and_undo_takes_it_back(
     assert changed(before, fresh_realm.state()) == {}
 
 
+def test_organization_selectors_get_the_service_account_view_organizations(
+    fresh_realm: FreshRealm, init_files: InitFiles, tines_fake: TinesFake
+) -> None:
+    """Without `view-organizations` every organization selector would read as unreadable
+    (fail closed: nothing it grants is ever given)."""
+    tines_fake.state.add_team("Analytics")
+    mapping = {
+        "mappings": [
+            {"group_name": "Analysts", "team_name": "Analytics", "role_name": "EDITOR"},
+            {"group_name": "organization:acme", "team_name": "Analytics", "role_name": "VIEWER"},
+        ]
+    }
+    init_files.mapping.write_text(json.dumps(mapping), encoding="utf-8")
+    done = jit_bridge(
+        init_files.workdir, *init_args(fresh_realm, init_files, tines_fake, "--events", "poll")
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "view-organizations" in done.stdout
+    assert fresh_realm.service_account_roles("jit-bridge") == {
+        "view-users",
+        "view-events",
+        "view-organizations",
+    }
+
+
 def test_an_unreachable_target_stops_before_keycloak_is_touched(
     fresh_realm: FreshRealm, init_files: InitFiles, tines_fake: TinesFake
 ) -> None:

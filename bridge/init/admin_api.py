@@ -174,7 +174,12 @@ class KeycloakAdminApi:
             f"reading role '{name}'",
         )
         if role is None:
-            raise AdminApiError(f"'realm-management' has no role '{name}'")
+            hint = (
+                " (organization: selectors need Keycloak 26.7 or later)"
+                if name == "view-organizations"
+                else ""
+            )
+            raise AdminApiError(f"'realm-management' has no role '{name}'{hint}")
         result: Json = role
         return result
 

@@ -7,7 +7,8 @@ says what it would do (`Outcome.would`).
 The bridge's service account gets exactly these `realm-management` roles (docs/security.md):
 `view-users` always, `view-events` when it polls the event store (the poller also reads the
 realm's event settings), `view-realm` for `realm-role:` selectors, `view-clients` for
-`client-role:` selectors. Any other `realm-management` role held directly is taken away.
+`client-role:` selectors, `view-organizations` for `organization:` selectors (Keycloak 26.7 and
+later have the role). Any other `realm-management` role held directly is taken away.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def service_account_roles(mapping: Mapping, events: EventsWay) -> list[str]:
         roles.add("view-realm")
     if "client_role" in kinds:
         roles.add("view-clients")
+    if kinds & {"organization", "organization_group"}:
+        roles.add("view-organizations")
     return sorted(roles)
 
 
