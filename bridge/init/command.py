@@ -530,6 +530,10 @@ def _next_steps(
             + ("" if print_env else f", {files.secret_path(directory, 'webhook_secret')}")
             + ">\n      (docs/keycloak-listener.md; restart Keycloak after changing them)"
         )
+        _say(
+            "  - the listener's jar ships with jit-bridge: jit-bridge keycloak-provider install"
+            " <Keycloak's providers/ folder>"
+        )
     _say(f"  - start the bridge: jit-bridge{settings_flag} run")
     if values.get("mode") == "jit":
         _say(f"  - then log in as a test user and read: jit-bridge{settings_flag} audit")
