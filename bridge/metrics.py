@@ -58,6 +58,12 @@ class Metrics:
         self.webhook_requests = Counter(
             "jit_bridge_webhook_requests", "Webhook requests by result", ["result"], registry=r
         )
+        self.webhook_previous_secret_requests = Counter(
+            "jit_bridge_webhook_previous_secret",
+            "Webhook requests signed with webhook_secret_previous, not webhook_secret (a "
+            "rotation is over when this stops growing)",
+            registry=r,
+        )
         self.runs = Counter(
             "jit_bridge_runs", "Reconcile runs by kind and status", ["kind", "status"], registry=r
         )
@@ -199,6 +205,9 @@ class Metrics:
     # The intake's metrics hook: counters by result, kept generic on purpose.
     def webhook(self, result: str) -> None:
         self.webhook_requests.labels(result=result).inc()
+
+    def webhook_previous_secret(self) -> None:
+        self.webhook_previous_secret_requests.inc()
 
 
 def _code(status: int | None) -> str:

@@ -39,9 +39,16 @@ def create_app(ctx: ServiceContext) -> ASGIApp:
     secret = ctx.settings.secret("webhook_secret")
     handler = None
     if secret:
+        previous = ctx.settings.secret("webhook_secret_previous") or None
+        if previous:
+            log.info(
+                "webhook_secret_previous is set: deliveries signed with it are accepted too "
+                "until it is removed (docs/operations.md, Rotating secrets)"
+            )
         handler = webhook_handler(
             ctx,
             secret=secret,
+            previous_secret=previous,
             mode_provider=ctx.mode,
             metrics=ctx.metrics,
             realm=ctx.settings.keycloak_realm,

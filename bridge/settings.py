@@ -36,6 +36,7 @@ SECRET_FIELDS = (
     "scim_token",
     "keycloak_client_secret",
     "webhook_secret",
+    "webhook_secret_previous",
     "admin_token",
     "tls_key_password",
 )
@@ -87,6 +88,9 @@ class Settings(BaseSettings, Policy):
     keycloak_client_id: str | None = None
     keycloak_client_secret: SecretStr | None = None
     webhook_secret: SecretStr | None = None
+    #: While `webhook_secret` is rotated: the secret it replaces, still accepted, so that the
+    #: sender can switch after the bridge without a refused delivery (docs/operations.md).
+    webhook_secret_previous: SecretStr | None = None
     poll_events: bool = False
     #: The longest a login waits to reach the target when polling: the poller runs a little
     #: more often than this (bridge.intake.poller.poll_period), so its reconcile fits too.
@@ -270,6 +274,7 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
     except ValidationError as exc:
         raise SettingsError(_describe(exc, path)) from None
     _check_tls_pair(settings, path)
+    _check_previous_webhook_secret(settings, path)
     return settings
 
 
@@ -286,6 +291,30 @@ def _check_tls_pair(settings: Settings, path: Path | None) -> None:
     raise SettingsError(
         f"setting '{missing}' ({where}): required when '{given}' is set "
         "(HTTPS needs both the certificate and its key)"
+    )
+
+
+def _check_previous_webhook_secret(settings: Settings, path: Path | None) -> None:
+    """`webhook_secret_previous` is the old secret during a rotation: it needs the new one
+    beside it, and one equal to it is a rotation done the wrong way round (or not at all)."""
+    previous = settings.secret("webhook_secret_previous")
+    if not previous:
+        return
+    variable = f"{ENV_PREFIX}WEBHOOK_SECRET_PREVIOUS(_FILE)"
+    where = f"{variable} or {path}" if path else variable
+    current = settings.secret("webhook_secret")
+    if not current:
+        problem = "set without 'webhook_secret': set webhook_secret to the new secret"
+    elif previous == current:
+        problem = (
+            "equal to 'webhook_secret': set webhook_secret to the new secret and "
+            "webhook_secret_previous to the old one"
+        )
+    else:
+        return
+    raise SettingsError(
+        f"setting 'webhook_secret_previous' ({where}): {problem}, or unset "
+        "webhook_secret_previous (docs/operations.md, Rotating secrets)"
     )
 
 

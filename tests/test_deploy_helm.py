@@ -291,6 +291,16 @@ def test_postgresql_runs_several_deployment_pods_with_no_volume_for_state(
             ("--set", "podDisruptionBudget.maxUnavailable=1"),
             "podDisruptionBudget: give minAvailable or maxUnavailable, not both",
         ),
+        (
+            SQLITE,
+            (
+                "--set",
+                "secrets.webhook_secret.secretName=",
+                "--set",
+                "secrets.webhook_secret_previous.secretName=old",
+            ),
+            "secrets.webhook_secret_previous is set but secrets.webhook_secret is empty",
+        ),
     ],
     ids=[
         "sqlite-two-replicas",
@@ -306,6 +316,7 @@ def test_postgresql_runs_several_deployment_pods_with_no_volume_for_state(
         "no-mapping",
         "key-password-without-tls",
         "pdb-both-bounds",
+        "previous-webhook-secret-alone",
     ],
 )
 def test_values_that_cannot_work_are_refused_with_what_to_change(
@@ -488,6 +499,37 @@ def test_the_environment_the_chart_sets_is_accepted_by_the_bridge(
             assert settings.secret(name) == "s3cret", name
     if "JIT_BRIDGE_TLS_CERT_FILE" in ours:
         assert Path(str(settings.tls_cert_file)) == stand_ins["JIT_BRIDGE_TLS_CERT_FILE"]
+
+
+def test_a_webhook_secret_rotation_mounts_the_old_secret_beside_the_new_one(
+    helm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """secrets.webhook_secret_previous is mounted like every secret, and the bridge reads the
+    two files as the new and the old secret (docs/operations.md, Rotating secrets)."""
+    docs = render(
+        helm, SQLITE, "--set", "secrets.webhook_secret_previous.secretName=jit-bridge-old"
+    )
+    env = env_of(docs)
+    wanted = {
+        "webhook_secret": ("jit-bridge", "webhook-secret"),
+        "webhook_secret_previous": ("jit-bridge-old", "webhook-secret-previous"),
+    }
+    for name in list(os.environ):
+        if name.startswith("JIT_BRIDGE_"):
+            monkeypatch.delenv(name)
+    for name, (secret_name, key) in wanted.items():
+        variable = f"JIT_BRIDGE_{name.upper()}_FILE"
+        volume, item = mounted_volume(docs, env[variable])
+        sources = [s["secret"] for s in volume["projected"]["sources"]]
+        assert {"name": secret_name, "items": [{"key": key, "path": item}]} in sources
+        stand_in = tmp_path / item
+        stand_in.write_text(f"{secret_name}-value\n", encoding="utf-8")
+        monkeypatch.setenv(variable, str(stand_in))
+
+    settings = load_settings()
+
+    assert settings.secret("webhook_secret") == "jit-bridge-value"
+    assert settings.secret("webhook_secret_previous") == "jit-bridge-old-value"
 
 
 def test_the_grace_period_outlasts_the_bridges_stop(

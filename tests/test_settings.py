@@ -171,3 +171,70 @@ def test_database_url_from_file_is_masked_in_config(
     out = capsys.readouterr().out
     assert "file-pass-value" not in out
     assert json.loads(out)["database_url"] == "postgresql://bridge:**********@db/bridge"
+
+
+def test_previous_webhook_secret_is_read_from_a_file_and_masked_in_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "webhook_secret").write_text("hook-new-value\n", encoding="utf-8")
+    (tmp_path / "webhook_secret_previous").write_text("hook-old-value\n", encoding="utf-8")
+    monkeypatch.setenv("JIT_BRIDGE_WEBHOOK_SECRET_FILE", str(tmp_path / "webhook_secret"))
+    monkeypatch.setenv(
+        "JIT_BRIDGE_WEBHOOK_SECRET_PREVIOUS_FILE", str(tmp_path / "webhook_secret_previous")
+    )
+    assert load_settings().secret("webhook_secret_previous") == "hook-old-value"
+    assert main(["config"]) == 0
+    captured = capsys.readouterr()
+    shown = json.loads(captured.out)
+    assert shown["webhook_secret"] == shown["webhook_secret_previous"] == "**********"
+    assert "hook-old-value" not in captured.out + captured.err
+    assert "hook-new-value" not in captured.out + captured.err
+
+
+def test_previous_webhook_secret_file_named_in_toml(tmp_path: Path) -> None:
+    (tmp_path / "old").write_text("hook-old-value\n", encoding="utf-8")
+    path = write(
+        tmp_path, 'webhook_secret = "hook-new-value"\nwebhook_secret_previous_file = "old"\n'
+    )
+    settings = load_settings(path)
+    assert settings.secret("webhook_secret") == "hook-new-value"
+    assert settings.secret("webhook_secret_previous") == "hook-old-value"
+
+
+def test_an_empty_previous_webhook_secret_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JIT_BRIDGE_WEBHOOK_SECRET_PREVIOUS", "")
+    assert not load_settings().secret("webhook_secret_previous")
+
+
+@pytest.mark.parametrize(
+    ("variables", "problem"),
+    [
+        ({"JIT_BRIDGE_WEBHOOK_SECRET_PREVIOUS": "hook-old-value"}, "set without 'webhook_secret'"),
+        (
+            {
+                "JIT_BRIDGE_WEBHOOK_SECRET": "hook-old-value",
+                "JIT_BRIDGE_WEBHOOK_SECRET_PREVIOUS": "hook-old-value",
+            },
+            "equal to 'webhook_secret'",
+        ),
+    ],
+    ids=["without-the-new-secret", "equal-to-the-new-secret"],
+)
+def test_a_previous_webhook_secret_that_cannot_be_a_rotation_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variables: dict[str, str],
+    problem: str,
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert main(["run"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(
+        "jit-bridge: setting 'webhook_secret_previous' "
+        "(JIT_BRIDGE_WEBHOOK_SECRET_PREVIOUS(_FILE)): "
+    )
+    assert problem in lines[0]
+    assert "hook-old-value" not in captured.out + captured.err

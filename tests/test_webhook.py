@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.intake.signatures import (
     SignatureError,
@@ -30,6 +32,9 @@ from bridge.intake.webhook import (
     webhook_router,
 )
 from bridge.model import Mode
+from bridge.server import create_app
+from bridge.service import Service
+from bridge.settings import Settings
 from tests.test_intake_events import (
     GROUP_ID,
     USER_ID,
@@ -37,8 +42,11 @@ from tests.test_intake_events import (
     listener_admin_body,
     listener_body,
 )
+from tests.tines_fake import TinesFake
 
 SECRET = "whsec-test-7f3a"
+#: The secret SECRET replaces, while a rotation lasts (`webhook_secret_previous`).
+PREVIOUS = "whsec-old-91c2"
 NOW = 1_767_225_600
 VECTOR = (
     Path(__file__).parent.parent
@@ -141,6 +149,53 @@ def test_secret_rotation_accepts_any_listed_v1() -> None:
         verify_jit_bridge_signature(both, body, "third-secret", now=NOW)
 
 
+@pytest.mark.parametrize(
+    ("signed_with", "by_previous"), [(SECRET, False), (PREVIOUS, True)], ids=["new", "previous"]
+)
+def test_with_a_previous_secret_both_formats_accept_either_and_say_which(
+    signed_with: str, by_previous: bool
+) -> None:
+    body = b'{"id":"1"}'
+    own = sign_jit_bridge(body, signed_with, NOW)
+
+    assert verify_jit_bridge_signature(own, body, SECRET, NOW, previous=PREVIOUS) is by_previous
+    assert (
+        verify_phasetwo_signature(_hex(signed_with, body), body, SECRET, previous=PREVIOUS)
+        is by_previous
+    )
+
+
+def test_with_a_previous_secret_a_third_secret_is_still_refused() -> None:
+    body = b'{"id":"1"}'
+
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_jit_bridge_signature(
+            sign_jit_bridge(body, "third-secret", NOW), body, SECRET, NOW, previous=PREVIOUS
+        )
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_phasetwo_signature(_hex("third-secret", body), body, SECRET, previous=PREVIOUS)
+
+
+def test_a_header_signed_with_both_secrets_counts_as_the_new_one() -> None:
+    body = b'{"id":"1"}'
+    old = sign_jit_bridge(body, PREVIOUS, NOW)
+    new = sign_jit_bridge(body, SECRET, NOW)
+    for header in (f"{old},v1={new.split('v1=')[1]}", f"{new},v1={old.split('v1=')[1]}"):
+        assert verify_jit_bridge_signature(header, body, SECRET, NOW, previous=PREVIOUS) is False
+
+
+def test_without_a_previous_secret_the_old_one_is_refused() -> None:
+    body = b'{"id":"1"}'
+
+    assert (
+        verify_jit_bridge_signature(sign_jit_bridge(body, SECRET, NOW), body, SECRET, NOW) is False
+    )
+    with pytest.raises(SignatureError):
+        verify_jit_bridge_signature(sign_jit_bridge(body, PREVIOUS, NOW), body, SECRET, NOW)
+    with pytest.raises(SignatureError):
+        verify_phasetwo_signature(_hex(PREVIOUS, body), body, SECRET)
+
+
 def test_unknown_signature_schemes_are_skipped() -> None:
     header = sign_jit_bridge(b"{}", SECRET, NOW) + ",v0=whatever"
 
@@ -148,14 +203,22 @@ def test_unknown_signature_schemes_are_skipped() -> None:
 
 
 def test_refusals_never_echo_the_secret_or_the_expected_mac() -> None:
-    expected = _hex(SECRET, f"{NOW}.{{}}".encode())
-    header = f"t={NOW},v1={'0' * 64}"
+    expected = [_hex(key, f"{NOW}.{{}}".encode()) for key in (SECRET, PREVIOUS)]
+    expected += [_hex(key, b"{}") for key in (SECRET, PREVIOUS)]
+    refusals = []
+    for previous in (None, PREVIOUS):
+        with pytest.raises(SignatureError) as own:
+            verify_jit_bridge_signature(
+                f"t={NOW},v1={'0' * 64}", b"{}", SECRET, NOW, previous=previous
+            )
+        with pytest.raises(SignatureError) as phasetwo:
+            verify_phasetwo_signature("0" * 64, b"{}", SECRET, previous=previous)
+        refusals += [str(own.value), str(phasetwo.value)]
 
-    with pytest.raises(SignatureError) as raised:
-        verify_jit_bridge_signature(header, b"{}", SECRET, now=NOW)
-
-    assert SECRET not in str(raised.value)
-    assert expected not in str(raised.value)
+    for refusal in refusals:
+        assert SECRET not in refusal
+        assert PREVIOUS not in refusal
+        assert not any(mac in refusal for mac in expected)
 
 
 def test_an_empty_secret_refuses_everything() -> None:
@@ -203,16 +266,25 @@ class Clock:
 class CountingMetrics:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.previous_secret = 0
 
     def webhook(self, result: str) -> None:
         self.counts[result] += 1
+
+    def webhook_previous_secret(self) -> None:
+        self.previous_secret += 1
 
 
 class Bridge:
     """The webhook mounted in an app, with its queue, clock, mode and metrics in reach."""
 
     def __init__(
-        self, *, sink_in_thread: bool = False, fast_path: bool = False, realm: str | None = None
+        self,
+        *,
+        sink_in_thread: bool = False,
+        fast_path: bool = False,
+        realm: str | None = None,
+        previous_secret: str | None = None,
     ) -> None:
         self.queue = FakeQueue()
         self.clock = Clock()
@@ -220,6 +292,7 @@ class Bridge:
         self.metrics = CountingMetrics()
         options: dict[str, Any] = {
             "secret": SECRET,
+            "previous_secret": previous_secret,
             "mode_provider": lambda: self.mode,
             "clock": self.clock,
             "metrics": self.metrics,
@@ -236,16 +309,18 @@ class Bridge:
             self.app = app
         self.client = TestClient(self.app)
 
-    def post_listener(self, event: dict[str, Any], *, signed_at: float | None = None) -> Any:
+    def post_listener(
+        self, event: dict[str, Any], *, signed_at: float | None = None, secret: str = SECRET
+    ) -> Any:
         body = json.dumps(event, ensure_ascii=False).encode()
         signature = sign_jit_bridge(
-            body, SECRET, int(signed_at if signed_at is not None else self.clock.now)
+            body, secret, int(signed_at if signed_at is not None else self.clock.now)
         )
         return self.post_raw(body, {"X-JIT-Bridge-Signature": signature})
 
-    def post_phasetwo(self, event: dict[str, Any]) -> Any:
+    def post_phasetwo(self, event: dict[str, Any], *, secret: str = SECRET) -> Any:
         body = json.dumps(event).encode()
-        return self.post_raw(body, {"X-Keycloak-Signature": _hex(SECRET, body)})
+        return self.post_raw(body, {"X-Keycloak-Signature": _hex(secret, body)})
 
     def post_raw(
         self, body: Any, headers: dict[str, str], content_type: str = "application/json"
@@ -443,6 +518,119 @@ def test_wrong_signature_is_401(bridge: Bridge) -> None:
     assert SECRET not in own.text + phasetwo.text
     assert bridge.queue.calls == []
     assert bridge.metrics.counts == {"signature": 2}
+
+
+@pytest.mark.parametrize("fast_path", [False, True], ids=["router", "fast-path"])
+def test_during_a_rotation_both_secrets_are_accepted_and_only_the_previous_is_counted(
+    fast_path: bool,
+) -> None:
+    bridge = Bridge(sink_in_thread=True, fast_path=fast_path, previous_secret=PREVIOUS)
+
+    answers = [
+        bridge.post_listener(listener_body(id="old-1"), secret=PREVIOUS),
+        bridge.post_phasetwo(phasetwo_membership("demo", id="old-2"), secret=PREVIOUS),
+        bridge.post_listener(listener_body(id="new-1")),
+        bridge.post_phasetwo(phasetwo_membership("demo", id="new-2")),
+    ]
+    third = [
+        bridge.post_listener(listener_body(id="third-1"), secret="third-secret"),
+        bridge.post_phasetwo(phasetwo_membership("demo", id="third-2"), secret="third-secret"),
+    ]
+
+    assert [a.status_code for a in answers] == [202, 202, 202, 202]
+    assert [a.status_code for a in third] == [401, 401]
+    for refused in third:
+        assert "does not match" in refused.json()["error"]
+        assert SECRET not in refused.text
+        assert PREVIOUS not in refused.text
+    assert [c["event_id"] for c in bridge.queue.calls] == ["old-1", "old-2", "new-1", "new-2"]
+    assert bridge.metrics.counts == {"queued": 4, "signature": 2}
+    assert bridge.metrics.previous_secret == 2
+
+
+def test_previous_secret_deliveries_are_logged_at_most_every_five_minutes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bridge = Bridge(previous_secret=PREVIOUS)
+    caplog.set_level("INFO", logger="bridge.intake.webhook")
+
+    def previous_secret_lines() -> list[str]:
+        return [
+            r.getMessage() for r in caplog.records if "webhook_secret_previous" in r.getMessage()
+        ]
+
+    for number in range(3):
+        bridge.post_listener(listener_body(id=f"ev-{number}"), secret=PREVIOUS)
+    bridge.post_listener(listener_body(id="ev-new"))
+    assert len(previous_secret_lines()) == 1
+    assert "the sender still uses the old secret" in previous_secret_lines()[0]
+
+    bridge.clock.now += 299
+    bridge.post_listener(listener_body(id="ev-3"), secret=PREVIOUS)
+    assert len(previous_secret_lines()) == 1
+
+    bridge.clock.now += 1
+    bridge.post_listener(listener_body(id="ev-4"), secret=PREVIOUS)
+    assert len(previous_secret_lines()) == 2
+    assert previous_secret_lines()[1].startswith(
+        "webhook: 4 more deliveries signed with webhook_secret_previous"
+    )
+    assert bridge.metrics.previous_secret == 5
+    assert all(PREVIOUS not in r.getMessage() for r in caplog.records)
+
+
+def test_the_service_shows_previous_secret_deliveries_on_its_metrics(
+    tmp_path: Path, tines_fake: TinesFake
+) -> None:
+    """The app `jit-bridge run` serves, with both secrets set: deliveries signed with either
+    are queued, a third secret is refused, and /metrics counts the old secret's alone."""
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(
+        json.dumps(
+            {"mappings": [{"group_name": "/Ops", "team_name": "Ops", "role_name": "EDITOR"}]}
+        ),
+        encoding="utf-8",
+    )
+    settings = Settings(
+        mode="enhanced",
+        mapping_file=mapping,
+        database_url=f"sqlite:///{tmp_path / 'state.db'}",
+        tines_url=tines_fake.url,
+        tines_api_key=tines_fake.api_key,
+        # Never asked: no worker runs, and the webhook does not read Keycloak.
+        keycloak_url="http://127.0.0.1:9",
+        keycloak_realm="demo",
+        keycloak_client_id="jit-bridge",
+        keycloak_client_secret="unused",
+        webhook_secret=SECRET,
+        webhook_secret_previous=PREVIOUS,
+    )
+    service = Service.build(settings)
+    client = TestClient(create_app(service.context))
+
+    def deliver(event_id: str, secret: str) -> int:
+        body = json.dumps(listener_body(id=event_id, user_id=f"user-{event_id}")).encode()
+        signature = sign_jit_bridge(body, secret, int(time.time()))
+        headers = {"Content-Type": "application/json", "X-JIT-Bridge-Signature": signature}
+        return client.post(WEBHOOK_PATH, content=body, headers=headers).status_code
+
+    def previous_secret_total() -> float:
+        families = text_string_to_metric_families(client.get("/metrics").text)
+        wanted = [f for f in families if f.name == "jit_bridge_webhook_previous_secret"]
+        assert len(wanted) == 1
+        return sum(sample.value for sample in wanted[0].samples)
+
+    try:
+        assert previous_secret_total() == 0
+        assert [deliver("a", PREVIOUS), deliver("b", PREVIOUS), deliver("c", SECRET)] == [202] * 3
+        assert deliver("d", "third-secret") == 401
+        assert previous_secret_total() == 2
+        # The sender has switched: only new-secret deliveries, and the counter stands still.
+        assert [deliver("e", SECRET), deliver("f", SECRET)] == [202, 202]
+        assert previous_secret_total() == 2
+        assert service.store.queue_depth() == 5
+    finally:
+        service.stop()
 
 
 def test_a_replayed_request_is_refused_after_the_tolerance(bridge: Bridge) -> None:

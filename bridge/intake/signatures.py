@@ -1,6 +1,8 @@
 """Webhook signatures: who may ask the bridge to look at a user again.
 
-Two formats share one secret (`webhook_secret`):
+Two formats share one secret (`webhook_secret`), and while it is rotated, the one it replaces
+(`webhook_secret_previous`): a request signed with either is accepted, so the sender can switch
+secrets after the bridge without a delivery being refused in between.
 
 - the project's listener (docs/design.md, Listener): `X-JIT-Bridge-Signature: t=<unix s>,v1=<hex>`
 where the
@@ -44,8 +46,13 @@ def verify_jit_bridge_signature(
     secret: str,
     now: float,
     tolerance: int = DEFAULT_TOLERANCE_S,
-) -> None:
-    """Accept the request or raise SignatureError. `now` is the bridge's unix time."""
+    *,
+    previous: str | None = None,
+) -> bool:
+    """Accept the request or raise SignatureError. `now` is the bridge's unix time.
+
+    Returns True when only `previous` (the secret being rotated out) signed it: a `v1=`
+    made with `secret` counts as the new secret even beside one made with `previous`."""
     _require_secret(secret)
     timestamp, candidates = _parse_jit_bridge_header(header)
     if abs(now - int(timestamp)) > tolerance:
@@ -53,25 +60,39 @@ def verify_jit_bridge_signature(
             f"signature timestamp is more than {tolerance} s away from the bridge's clock "
             "(replayed request, or a clock to fix)"
         )
-    expected = _mac(secret, timestamp.encode() + b"." + body)
-    # Compare against every candidate, without stopping early, in constant time each.
-    matched = False
-    for candidate in candidates:
-        matched |= hmac.compare_digest(candidate, expected)
-    if not matched:
-        raise SignatureError("signature does not match the body (wrong secret or altered body)")
+    return _signed_by_previous(candidates, timestamp.encode() + b"." + body, secret, previous)
 
 
-def verify_phasetwo_signature(header: str | None, body: bytes, secret: str) -> None:
-    """Accept a Phase Two webhook or raise SignatureError."""
+def verify_phasetwo_signature(
+    header: str | None, body: bytes, secret: str, *, previous: str | None = None
+) -> bool:
+    """Accept a Phase Two webhook or raise SignatureError. Returns True when only
+    `previous` signed it."""
     _require_secret(secret)
     if not header:
         raise SignatureError("missing X-Keycloak-Signature header")
     candidate = header.strip().lower()
     if not _is_mac(candidate):
         raise SignatureError("X-Keycloak-Signature must be 64 hex digits (HMAC-SHA256)")
-    if not hmac.compare_digest(candidate, _mac(secret, body)):
+    return _signed_by_previous([candidate], body, secret, previous)
+
+
+def _signed_by_previous(
+    candidates: list[str], message: bytes, secret: str, previous: str | None
+) -> bool:
+    """Whether `previous` alone made one of `candidates`; SignatureError if neither secret did.
+
+    Every candidate is compared with the MAC of every secret, each in constant time and
+    none skipped, so the time taken does not tell which secret (or which candidate) matched.
+    """
+    expected = [_mac(key, message) for key in (secret, previous) if key]
+    matched = [False] * len(expected)
+    for candidate in candidates:
+        for index, mac in enumerate(expected):
+            matched[index] |= hmac.compare_digest(candidate, mac)
+    if not any(matched):
         raise SignatureError("signature does not match the body (wrong secret or altered body)")
+    return not matched[0]
 
 
 def _parse_jit_bridge_header(header: str | None) -> tuple[str, list[str]]:

@@ -50,14 +50,19 @@ LISTENER_SIGNATURE_HEADER = "x-jit-bridge-signature"
 PHASETWO_SIGNATURE_HEADER = "x-keycloak-signature"
 SOURCE_LISTENER = "webhook:jit-bridge"
 SOURCE_PHASETWO = "webhook:phasetwo"
+#: Seconds between two log lines saying the sender still signs with `webhook_secret_previous`.
+PREVIOUS_SECRET_LOG_INTERVAL = 300
 
 
 class IntakeMetrics(Protocol):
     """One counter of webhook requests by result: `queued` (new or merged into a waiting
     entry), `duplicate`, `ignored`, or the refusal reason `too_large`, `content_type`,
-    `signature`, `malformed`, `unavailable`."""
+    `signature`, `malformed`, `unavailable`; and one of the requests signed with
+    `webhook_secret_previous` alone, which tells when a rotation is over."""
 
     def webhook(self, result: str) -> None: ...
+
+    def webhook_previous_secret(self) -> None: ...
 
 
 class _RefusedError(Exception):
@@ -68,10 +73,42 @@ class _RefusedError(Exception):
         self.message = message
 
 
+class _PreviousSecretLog:
+    """Says that the sender still signs with `webhook_secret_previous`: at the first such
+    delivery, then at most once per PREVIOUS_SECRET_LOG_INTERVAL with how many came since,
+    so a rotation in progress shows in the log without a line per delivery."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.last_logged: float | None = None
+        self.unlogged = 0
+
+    def delivered(self) -> None:
+        self.unlogged += 1
+        now = self.clock()
+        if self.last_logged is None:
+            log.info(
+                "webhook: a delivery was signed with webhook_secret_previous: the sender still "
+                "uses the old secret (counted in jit_bridge_webhook_previous_secret_total; "
+                "said again at most every %d s)",
+                PREVIOUS_SECRET_LOG_INTERVAL,
+            )
+        elif now - self.last_logged >= PREVIOUS_SECRET_LOG_INTERVAL:
+            log.info(
+                "webhook: %d more deliveries signed with webhook_secret_previous since the "
+                "last such line: the sender still uses the old secret",
+                self.unlogged,
+            )
+        else:
+            return
+        self.last_logged, self.unlogged = now, 0
+
+
 def webhook_handler(
     sink: TriggerSink,
     *,
     secret: str,
+    previous_secret: str | None = None,
     mode_provider: Callable[[], Mode],
     clock: Callable[[], float] = time.time,
     metrics: IntakeMetrics | None = None,
@@ -87,9 +124,13 @@ def webhook_handler(
 
     `realm` (`keycloak_realm`): an event naming any other realm is ignored (202
     `{"ignored": true}`), whatever it says about users; None accepts every realm.
+
+    `previous_secret` (`webhook_secret_previous`): while `secret` is rotated, a request
+    signed with the secret it replaces is accepted too, counted and logged as such.
     """
     if not secret:
         raise ValueError("webhook_secret is empty: set JIT_BRIDGE_WEBHOOK_SECRET (or _FILE)")
+    previous_use = _PreviousSecretLog(clock)
     # A plain executor: anyio's thread hop costs about a tenth of a delivery's CPU.
     enqueue_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="webhook-enqueue")
 
@@ -99,7 +140,13 @@ def webhook_handler(
     async def receive_keycloak_event(request: Request) -> Response:
         try:
             body = await _read_body(request)
-            source, event = _authenticated_event(request, body, secret, clock)
+            source, event, by_previous = _authenticated_event(
+                request, body, secret, previous_secret, clock
+            )
+            if by_previous:
+                previous_use.delivered()
+                if metrics:
+                    metrics.webhook_previous_secret()
             triggers = triggers_for(event, mode_provider()) if in_realm(event.realm) else []
         except _RefusedError as refused:
             return _refuse(refused, metrics)
@@ -131,6 +178,7 @@ def webhook_router(
     sink: TriggerSink,
     *,
     secret: str,
+    previous_secret: str | None = None,
     mode_provider: Callable[[], Mode],
     clock: Callable[[], float] = time.time,
     metrics: IntakeMetrics | None = None,
@@ -142,6 +190,7 @@ def webhook_router(
     handler = webhook_handler(
         sink,
         secret=secret,
+        previous_secret=previous_secret,
         mode_provider=mode_provider,
         clock=clock,
         metrics=metrics,
@@ -203,18 +252,27 @@ async def _read_body(request: Request) -> bytes:
 
 
 def _authenticated_event(
-    request: Request, body: bytes, secret: str, clock: Callable[[], float]
-) -> tuple[str, KeycloakEvent]:
+    request: Request,
+    body: bytes,
+    secret: str,
+    previous: str | None,
+    clock: Callable[[], float],
+) -> tuple[str, KeycloakEvent, bool]:
+    """Where the event came from, the event, and whether only `previous` signed it."""
     headers = request.headers
     listener_signature = headers.get(LISTENER_SIGNATURE_HEADER)
     phasetwo_signature = headers.get(PHASETWO_SIGNATURE_HEADER)
     try:
         if listener_signature is not None:
-            verify_jit_bridge_signature(listener_signature, body, secret, clock())
-            return SOURCE_LISTENER, parse_listener_event(_json(body))
+            by_previous = verify_jit_bridge_signature(
+                listener_signature, body, secret, clock(), previous=previous
+            )
+            return SOURCE_LISTENER, parse_listener_event(_json(body)), by_previous
         if phasetwo_signature is not None:
-            verify_phasetwo_signature(phasetwo_signature, body, secret)
-            return SOURCE_PHASETWO, parse_phasetwo_event(_json(body))
+            by_previous = verify_phasetwo_signature(
+                phasetwo_signature, body, secret, previous=previous
+            )
+            return SOURCE_PHASETWO, parse_phasetwo_event(_json(body)), by_previous
     except SignatureError as error:
         raise _RefusedError(401, "signature", error.reason) from None
     raise _RefusedError(

@@ -56,12 +56,12 @@ Settings the chart sets itself (or takes from `secrets`): naming them in `settin
 so one value never has two sources.
 */}}
 {{- define "jit-bridge.reservedSettings" -}}
-listen database_url mapping_file tls_cert_file tls_key_file keycloak_client_secret tines_api_key scim_token webhook_secret admin_token tls_key_password settings
+listen database_url mapping_file tls_cert_file tls_key_file keycloak_client_secret tines_api_key scim_token webhook_secret webhook_secret_previous admin_token tls_key_password settings
 {{- end }}
 
 {{/* The secrets the chart can mount, by their setting name (the bridge's `_FILE` settings). */}}
 {{- define "jit-bridge.secretSettings" -}}
-keycloak_client_secret tines_api_key scim_token webhook_secret admin_token tls_key_password database_url
+keycloak_client_secret tines_api_key scim_token webhook_secret webhook_secret_previous admin_token tls_key_password database_url
 {{- end }}
 
 {{/* "yes" when a value is given: neither null nor "". */}}
@@ -108,6 +108,9 @@ keycloak_client_secret tines_api_key scim_token webhook_secret admin_token tls_k
 {{- if and $secret.secretName (not $secret.key) }}
 {{- fail (printf "secrets.%s.key: name the key of Secret %q that holds it" $name $secret.secretName) }}
 {{- end }}
+{{- end }}
+{{- if and .Values.secrets.webhook_secret_previous.secretName (not .Values.secrets.webhook_secret.secretName) }}
+{{- fail "secrets.webhook_secret_previous is set but secrets.webhook_secret is empty: the previous secret is the old one kept while rotating webhook_secret; name the new secret in secrets.webhook_secret (docs/operations.md, Rotating secrets)" }}
 {{- end }}
 {{- if and .Values.secrets.tls_key_password.secretName (not .Values.tls.secretName) }}
 {{- fail "secrets.tls_key_password is set but tls.secretName is empty: the passphrase is for the key of the bridge's own certificate (direct TLS); name its kubernetes.io/tls Secret in tls.secretName" }}
