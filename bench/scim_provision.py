@@ -1,13 +1,16 @@
-"""Initial provisioning into a real scim2-server: `sync --all --trigger login` of new users.
+"""Initial provisioning into a real scim2-server: a full sync of new users, as logins.
 
-    python -m bench.scim_provision --users 1000 5000
+    python -m bench.scim_provision --users 1000 5000 [--via cli|service]
 
 For each size: a fresh scim2-server process (in-memory, its own port), the synthetic
 organisation of bench/org.py as an IdP snapshot (`--teams` teams; every user new to the
-target), and one fresh process that runs the product's full sync with a SQLite store, as
-`jit-bridge sync --all --trigger login --idp-snapshot F` does, and reports its wall time,
-the requests it sent (counted by the connector), the operations applied and its peak RSS.
-The server's CPU time is read from /proc when the run ends.
+target), and one fresh process that runs the product's full sync with a SQLite store and
+reports its wall time, the requests it sent (counted by the connector), the operations
+applied and its peak RSS. The server's CPU time is read from /proc when the run ends.
+
+`--via cli` (default): as `jit-bridge sync --all --trigger login --idp-snapshot F` does, no
+queue claims. `--via service`: as a worker reconciles the queued key `all` with a login
+trigger (`Reconciler.reconcile`), every user's writes under that user's queue claim.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def _server_cpu_s(pid: int) -> float:
 
 def child(info: dict[str, Any]) -> dict[str, Any]:
     """The measured process: the product's sync --all, as the CLI wires it."""
+    from bridge.keys import EVERYONE
     from bridge.reconcile import Reconciler
     from bridge.settings import load_settings
     from bridge.wiring import build_source, build_target, open_store, read_mapping
@@ -66,7 +70,11 @@ def child(info: dict[str, Any]) -> dict[str, Any]:
         **options,
     )
     start = time.perf_counter()
-    report = reconciler.sync_all("login", triggered_by=[], requested_by="bench")
+    if info["via"] == "service":
+        report = reconciler.reconcile(EVERYONE, "login", causes=[], requested_by="bench").report
+        assert report is not None, "a login of everyone plans in jit mode"
+    else:
+        report = reconciler.sync_all("login", triggered_by=[], requested_by="bench")
     wall = time.perf_counter() - start
     store.close()
     stats = target.stats  # type: ignore[attr-defined]
@@ -77,6 +85,7 @@ def child(info: dict[str, Any]) -> dict[str, Any]:
     for op in report.plan.operations:
         kinds[op.op] = kinds.get(op.op, 0) + 1
     return {
+        "via": info["via"],
         "wall_s": round(wall, 1),
         "cpu_s": round(sum(os.times()[:2]), 1),
         "write_concurrency": concurrency,
@@ -89,7 +98,7 @@ def child(info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def measure(users: int, teams: int, options: list[str]) -> dict[str, Any]:
+def measure(users: int, teams: int, options: list[str], via: str) -> dict[str, Any]:
     org = build(Shape(users=users, teams=teams))
     server = shutil.which("scim2-server", path=str(Path(sys.executable).parent))
     if server is None:
@@ -116,7 +125,7 @@ def measure(users: int, teams: int, options: list[str]) -> dict[str, Any]:
         try:
             _wait(port)
             cpu_before = _server_cpu_s(process.pid)
-            info = {k: str(v) for k, v in files.items()}
+            info = {k: str(v) for k, v in files.items()} | {"via": via}
             done = subprocess.run(
                 [sys.executable, "-m", "bench.scim_provision", "--child"],
                 input=json.dumps(info),
@@ -168,13 +177,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="an extra settings line, e.g. write_concurrency=1 (TOML syntax)",
     )
+    parser.add_argument(
+        "--via",
+        choices=["cli", "service"],
+        default="cli",
+        help="the CLI's sync --all (no claims) or the service's full reconcile (claims)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(sys.stdin.read()))))
         return 0
     for users in args.users:
-        print(json.dumps(measure(users, args.teams, args.setting)), flush=True)
+        print(json.dumps(measure(users, args.teams, args.setting, args.via)), flush=True)
     return 0
 
 

@@ -76,6 +76,12 @@ class ApplyResult:
         return [r for r in self.results if r.outcome == "applied"]
 
 
+UserClaims = Callable[[list[str]], AbstractContextManager[frozenset[str]]]
+"""Holds the queue claims of users (named by email) while the writes made inside it run:
+yields the lower-case emails it claimed (the others are left to their own reconciles) and
+releases those claims on exit."""
+
+
 class _Change(TypedDict):
     before: dict[str, Any]
     after: dict[str, Any]
@@ -142,7 +148,7 @@ def apply_operations(
     before_send: Callable[[list[Operation]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     concurrency: int = 1,
-    claim: Callable[[str], AbstractContextManager[bool]] | None = None,
+    claim: UserClaims | None = None,
 ) -> ApplyResult:
     """Apply a plan's operations: email changes first (the rest of the plan names those
     accounts by their new emails), then each user's in plan order, up to `concurrency`
@@ -161,9 +167,12 @@ def apply_operations(
     With `concurrency` > 1 the callbacks are called from several threads at once (the
     store's audit writes of concurrent callers then share one transaction).
 
-    `claim` (the service's full reconcile) is entered around each user's operations: a login
-    of that user waits for that user only, never for everyone. A user it refuses (false) is
-    left to their own reconcile (`not_run`). Additions are then not batched across users.
+    `claim` (the service's full reconcile) is held around each user's operations, so a
+    login of that user waits for those writes only, never for everyone; a user it refuses
+    is left to their own reconcile (`not_run`). A target that batches additions is then
+    given `members_per_request` users at a time, all claimed at once and held while their
+    creates, additions (batched: one request per group) and the rest are made: a login
+    waits for at most that chunk's requests.
     """
     run = _Run(target, state, on_results, before_send, should_stop, concurrency, claim)
     return run.apply(operations)
@@ -183,7 +192,7 @@ class _Run:
         before_send: Callable[[list[Operation]], None] | None,
         should_stop: Callable[[], bool] | None,
         concurrency: int,
-        claim: Callable[[str], AbstractContextManager[bool]] | None = None,
+        claim: UserClaims | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("write concurrency must be at least 1")
@@ -206,19 +215,48 @@ class _Run:
         by_user: dict[str, list[Operation]] = {}
         for op in operations:
             by_user.setdefault(op.email.lower(), []).append(op)
-        if not self.target.batches_memberships or self.claim is not None:
-            self._each_user(list(by_user.values()))
-            return self.result
-        heads = [[op for op in ops if op.op in _BEFORE_MEMBERSHIPS] for ops in by_user.values()]
-        additions = [op for op in operations if isinstance(op, AddMembership)]
+        per_user = list(by_user.values())
+        if not self.target.batches_memberships:
+            self._each_user(per_user)
+        elif self.claim is None:
+            self._in_phases(per_user)
+        else:
+            self._in_claimed_chunks(per_user)
+        return self.result
+
+    def _in_phases(self, per_user: list[list[Operation]], *, claimed: bool = False) -> None:
+        """Each user's create or reactivation, then every user's additions, batched, then
+        each user's remaining operations. `claimed`: the caller holds the users' claims."""
+        heads = [[op for op in ops if op.op in _BEFORE_MEMBERSHIPS] for ops in per_user]
+        self._each_user(heads, claimed=claimed)
+        self._add_all([op for ops in per_user for op in ops if isinstance(op, AddMembership)])
         tails: list[list[Operation]] = [
             [op for op in ops if op.op not in _BEFORE_MEMBERSHIPS and op.op != "add_membership"]
-            for ops in by_user.values()
+            for ops in per_user
         ]
-        self._each_user(heads)
-        self._add_all(additions)
-        self._each_user(tails)
-        return self.result
+        self._each_user(tails, claimed=claimed)
+
+    def _in_claimed_chunks(self, per_user: list[list[Operation]]) -> None:
+        """`_in_phases` for `members_per_request` users at a time, each chunk under its
+        users' claims (taken together, released once the chunk's outcomes are audited), so
+        each group gets one request per chunk. Users who add the same places are taken
+        together: a chunk then touches fewer groups."""
+        assert self.claim is not None
+        per_user = sorted(per_user, key=_places_added)
+        size = self.target.members_per_request
+        for start in range(0, len(per_user), size):
+            chunk = per_user[start : start + size]
+            if self._stopping():
+                self._not_run(op for ops in chunk for op in ops)
+                continue
+            with self.claim([ops[0].email for ops in chunk]) as claimed:
+                ours = []
+                for ops in chunk:
+                    if ops[0].email.lower() in claimed:
+                        ours.append(ops)
+                    else:
+                        self._not_run(ops, LEFT_TO_NEWER_RUN)
+                self._in_phases(ours, claimed=True)
 
     # -- outcomes --------------------------------------------------------------------------
     def _settle(self, outcomes: list[OpResult]) -> None:
@@ -231,15 +269,21 @@ class _Run:
 
     def _may_send(self, ops: list[Operation]) -> bool:
         """False once the run is stopped or stopping; else `before_send` has seen `ops`."""
-        with self._lock:
-            if self.result.stopped_by is not None or self.result.interrupted:
-                return False
-            if self.should_stop is not None and self.should_stop():
-                self.result.interrupted = True
-                return False
+        if self._stopping():
+            return False
         if self.before_send is not None:
             self.before_send(ops)
         return True
+
+    def _stopping(self) -> bool:
+        """Whether the run stopped (a target error) or its process is stopping."""
+        with self._lock:
+            if self.result.stopped_by is not None or self.result.interrupted:
+                return True
+            if self.should_stop is not None and self.should_stop():
+                self.result.interrupted = True
+                return True
+        return False
 
     def _stop(self, exc: TargetError) -> None:
         with self._lock:
@@ -252,22 +296,23 @@ class _Run:
         self._settle([OpResult(op=op, outcome="not_run", error=why, **change_of(op)) for op in ops])
 
     # -- one user at a time, several users at once ----------------------------------------
-    def _each_user(self, per_user: list[list[Operation]]) -> None:
+    def _each_user(self, per_user: list[list[Operation]], *, claimed: bool = False) -> None:
+        """`claimed`: the caller holds these users' claims already."""
         per_user = [ops for ops in per_user if ops]
         if self.concurrency == 1 or len(per_user) < 2:
             for ops in per_user:
-                self._one_user(ops)
+                self._one_user(ops, claimed)
             return
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="apply") as pool:
-            for future in [pool.submit(self._one_user, ops) for ops in per_user]:
+            for future in [pool.submit(self._one_user, ops, claimed) for ops in per_user]:
                 future.result()
 
-    def _one_user(self, ops: list[Operation]) -> None:
-        if self.claim is None:
+    def _one_user(self, ops: list[Operation], claimed: bool) -> None:
+        if self.claim is None or claimed:
             self._one_users_ops(ops)
             return
-        with self.claim(ops[0].email) as ours:
-            if ours:
+        with self.claim([ops[0].email]) as ours:
+            if ops[0].email.lower() in ours:
                 self._one_users_ops(ops)
             else:
                 self._not_run(ops, LEFT_TO_NEWER_RUN)
@@ -342,6 +387,15 @@ class _Run:
         finally:
             self._settle(pending)
         self._not_run(op for index, op in enumerate(sendable) if index not in reported)
+
+
+def _places_added(ops: list[Operation]) -> tuple[tuple[str, str, str], ...]:
+    """The (team, case group, role) places a user's operations add them to, sorted."""
+    return tuple(
+        sorted(
+            (op.team, op.case_group or "", op.role) for op in ops if isinstance(op, AddMembership)
+        )
+    )
 
 
 def _apply_one(target: Target, directory: _Directory, op: Operation) -> None:

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from bridge.apply import (
     ApplyResult,
     OpResult,
+    UserClaims,
     apply_operations,
     change_of,
     dry_run_results,
@@ -555,26 +556,29 @@ class Reconciler:
         )
 
     @staticmethod
-    def _user_claims(
-        store: Store, keys: dict[str, str], read_at: float
-    ) -> Callable[[str], AbstractContextManager[bool]]:
-        """A full reconcile's writes to one user happen under that user's queue claim, so
-        logins and admin events go on beside it and no user is reconciled twice at once."""
+    def _user_claims(store: Store, keys: dict[str, str], read_at: float) -> UserClaims:
+        """A full reconcile's writes to a user happen under that user's queue claim, so
+        logins and admin events go on beside it and no user is reconciled twice at once.
+        Several users are claimed in one transaction, and released in one."""
+
+        from bridge.store import EnqueueRequest
 
         @contextmanager
-        def claim(email: str) -> Iterator[bool]:
-            key = keys.get(email.lower()) or UserRef(email=email).key
-            item = store.claim_user(key, read_at)
-            if item is None:
+        def claim(emails: list[str]) -> Iterator[frozenset[str]]:
+            email_of = {keys.get(e.lower()) or UserRef(email=e).key: e.lower() for e in emails}
+            items = store.claim_users(list(email_of), read_at)
+            refused = [key for key in email_of if key not in items]
+            if refused:
                 # Their own reconcile is queued, running or began after our read: it reads
                 # afresh; queueing the key makes sure one runs after whatever is running.
-                store.enqueue(key, "reconcile", source="full-reconcile")
-                yield False
-                return
+                store.enqueue_many(
+                    [EnqueueRequest(key, "reconcile", source="full-reconcile") for key in refused]
+                )
             try:
-                yield True
+                yield frozenset(email_of[key] for key in items)
             finally:
-                store.complete(item)
+                if items:
+                    store.complete_all(list(items.values()))
 
         return claim
 
@@ -617,7 +621,7 @@ class Reconciler:
         *,
         subject: str,
         started: float,
-        claim: Callable[[str], AbstractContextManager[bool]] | None = None,
+        claim: UserClaims | None = None,
     ) -> RunReport:
         run_id = None
         if self.store is not None:

@@ -431,17 +431,18 @@ def test_a_full_reconcile_runs_beside_user_reconciles_and_takes_each_user_when_f
     carol = store.claim("w2")
     assert carol is not None
     assert carol.key == "id:carol"
-    # The full reconcile leaves carol to her own reconcile, and takes dave while he is free.
-    assert store.claim_user("id:carol", read_at) is None
-    dave = store.claim_user("id:dave", read_at)
-    assert dave is not None
+    # The full reconcile leaves carol to her own reconcile, and takes dave and erin (one
+    # transaction for both) while they are free.
+    claimed = store.claim_users(["id:carol", "id:dave", "id:erin"], read_at)
+    assert sorted(claimed) == ["id:dave", "id:erin"]
     # dave's login meanwhile waits for the full reconcile's writes to him, and only those.
     store.enqueue("id:dave", "login")
     assert store.claim("w3") is None
-    store.complete(dave)
+    assert store.complete_all(list(claimed.values())) == 2
     after = store.claim("w3")
     assert after is not None
     assert (after.key, after.trigger) == ("id:dave", "login")
+    assert store.claim("w4") is None, "erin's claim left nothing behind"
 
 
 def test_a_user_reconciled_after_the_full_reconciles_read_is_left_to_that_run(
@@ -454,16 +455,15 @@ def test_a_user_reconciled_after_the_full_reconciles_read_is_left_to_that_run(
     assert erin is not None
     store.complete(erin)
 
-    assert store.claim_user("id:erin", read_at) is None
-    later = store.claim_user("id:erin", store.now())
-    assert later is not None
-    assert later.key == "id:erin"
+    assert store.claim_users(["id:erin"], read_at) == {}
+    later = store.claim_users(["id:erin"], store.now())
+    assert list(later) == ["id:erin"]
 
 
 def test_a_full_reconciles_claim_on_a_user_is_retaken_when_its_process_dies(
     store: Store, store_clock: FakeClock
 ) -> None:
-    assert store.claim_user("id:frank", store.now(), lease_seconds=10) is not None
+    assert list(store.claim_users(["id:frank"], store.now(), lease_seconds=10)) == ["id:frank"]
     store_clock.advance(11)
 
     redo = store.claim("w2")

@@ -192,26 +192,34 @@ class Store:
         """The store's clock: the time base of queue entries and reads."""
         return self._clock()
 
-    def claim_user(self, key: str, read_at: float, lease_seconds: float = 60.0) -> QueueItem | None:
-        """Claim `key` for a full reconcile's writes to one user (`queue.claim_user`); None
-        leaves the user to their own reconcile."""
+    def claim_users(
+        self, keys: Collection[str], read_at: float, lease_seconds: float = 60.0
+    ) -> dict[str, QueueItem]:
+        """Claim users' keys for a full reconcile's writes to them (`queue.claim_user`), all
+        in one transaction: one commit for a chunk of users rather than one per user. The
+        keys claimed, with their items; the others are left to their own reconciles."""
         with write_transaction(self._engine) as connection:
-            return queue.claim_user(
-                connection,
-                self._clock(),
-                key,
-                f"{self.holder}/full-reconcile",
-                lease_seconds,
-                read_at,
-            )
+            now = self._clock()
+            claimed = {
+                key: queue.claim_user(
+                    connection, now, key, f"{self.holder}/full-reconcile", lease_seconds, read_at
+                )
+                for key in dict.fromkeys(keys)
+            }
+        return {key: item for key, item in claimed.items() if item is not None}
 
     def complete(self, item: QueueItem) -> bool:
         """Done with `item`. False when its lease had expired and the key moved on."""
+        return self.complete_all([item]) == 1
+
+    def complete_all(self, items: Collection[QueueItem]) -> int:
+        """Done with every item, in one transaction; how many were still ours (the others'
+        leases had expired and their keys moved on)."""
         with write_transaction(self._engine) as connection:
-            done = queue.complete(connection, item)
-        if not done:
+            lost = [item for item in items if not queue.complete(connection, item)]
+        for item in lost:
             log.warning("claim on %s by %s was lost before it completed", item.key, item.worker_id)
-        return done
+        return len(items) - len(lost)
 
     def fail(self, item: QueueItem, error: str, retry_in: float) -> bool:
         """Retry `item` (and anything queued for its key meanwhile) after `retry_in` s."""

@@ -104,6 +104,9 @@ class Target(ABC):
     #: True when `add_memberships` sends many additions in one request: a run then makes
     #: every user's additions together (after the creates) instead of user by user.
     batches_memberships: bool = False
+    #: How many members `add_memberships` puts in one request at most: a full reconcile
+    #: under per-user claims takes this many users at a time (one request per group each).
+    members_per_request: int = 1
     #: True when `change_email` works: an account keeps its id, history and memberships
     #: when its Keycloak user's email changes.
     supports_email_change: bool = False

@@ -123,7 +123,7 @@ class ScimTarget(Target):
         self.page_size = page_size
         if patch_max_members < 1:
             raise ValueError("patch_max_members must be at least 1")
-        self.patch_max_members = patch_max_members
+        self.members_per_request = patch_max_members
         self._scim = ScimHttpClient(
             base_url,
             token,
@@ -317,8 +317,8 @@ class ScimTarget(Target):
                 continue
             by_group.setdefault(name, []).append(index)
         for name, indexes in by_group.items():
-            for start in range(0, len(indexes), self.patch_max_members):
-                chunk = indexes[start : start + self.patch_max_members]
+            for start in range(0, len(indexes), self.members_per_request):
+                chunk = indexes[start : start + self.members_per_request]
                 if not sending(chunk):
                     return
                 self._add_chunk(name, [(i, additions[i].user) for i in chunk], done, sending)
