@@ -251,6 +251,7 @@ def service_run(
     policy: Policy | None = None,
     rules: Mapping = RULES,
     concurrency: int = 4,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunReport:
     """The service's full reconcile: a worker's reconcile of the queued key `all` with a
     login trigger, each user's writes made under that user's queue claim."""
@@ -261,6 +262,7 @@ def service_run(
         target=target,
         store=store,
         write_concurrency=concurrency,
+        should_stop=should_stop,
     )
     report = reconciler.reconcile(EVERYONE, "login", causes=[], requested_by="test").report
     assert report is not None
@@ -463,4 +465,28 @@ def test_a_target_that_stops_answering_stops_the_full_reconcile_and_releases_eve
         ("gus", "add_membership"): "not_run",
     }
     assert members_of(scim_server, "Eng:EDITOR") == {f"{n}@example.com" for n in NAMES[:3]}
+    assert store.queue_items() == [], "every claim was released"
+
+
+def test_a_full_reconcile_whose_process_stops_sends_no_further_chunk_and_releases_its_claims(
+    scim_server: ScimServer, store: Store
+) -> None:
+    """The process begins to stop when the second chunk's first write goes out: nothing
+    after it is sent, the third chunk is never claimed, and the run is handed back."""
+    session = _Claimed(store)
+    target = ScimTarget(scim_server.url, scim_server.token, patch_max_members=3, session=session)
+    stopping = threading.Event()
+    session.at_write = lambda who: stopping.set() if who & {"dan@example.com"} else None
+    users = [person(n, "/Eng") for n in NAMES]
+
+    report = service_run(target, store, snapshot(users), should_stop=stopping.is_set)
+
+    assert report.status == "interrupted"
+    outcomes = {(r.op.email.split("@")[0], r.op.op): (r.outcome, r.error) for r in report.results}
+    for name in NAMES[:3]:
+        assert outcomes[name, "create_user"] == ("applied", None)
+        assert outcomes[name, "add_membership"] == ("applied", None)
+    assert outcomes["gus", "create_user"] == ("not_run", "stopping")
+    assert outcomes["gus", "add_membership"] == ("not_run", "stopping")
+    assert not [who for who, _ in session.writes if "gus@example.com" in who]
     assert store.queue_items() == [], "every claim was released"
