@@ -27,6 +27,8 @@ TEAM = "Analytics"
 ROLE = "EDITOR"
 PASSWORD = "phase-two-password"
 SECRET = "phase-two-shared-secret"
+#: What SECRET is rotated to (docs/operations.md, Rotating secrets).
+NEW_SECRET = "phase-two-rotated-secret"
 #: Phase Two delivers after Keycloak's commit, within a second; its retries back off 5-fold from
 #: 0.5 s (0.5, 2.5, 12.5, 62.5 s), so a healed delivery can take a minute and more.
 DELIVERY = 60.0
@@ -52,9 +54,10 @@ def start_bridge(
     webhook_secret: str = SECRET,
     realm: str | None = None,
     event_types: tuple[str, ...] = ("*",),
+    **settings: str,
 ) -> tuple[BridgeProcess, str]:
-    """The bridge, and a webhook of `realm` (default: the bridge's) to it for `event_types`;
-    (bridge, hook id)."""
+    """The bridge (with `settings` besides), and a webhook of `realm` (default: the
+    bridge's) to it for `event_types`; (bridge, hook id)."""
     tines.state.add_team(TEAM)
     port = free_port()
     bridge = start(
@@ -66,6 +69,7 @@ def start_bridge(
         mode="enhanced",
         poll_events=False,
         reconcile_interval=0,
+        **settings,
     )
     url = f"http://127.0.0.1:{port}/webhooks/keycloak"
     return bridge, p2.webhook(realm or p2.keycloak.realm, url, webhook_secret, event_types)
@@ -89,6 +93,14 @@ def webhook_results(bridge: BridgeProcess) -> dict[str, float]:
             r'^jit_bridge_webhook_requests_total\{result="([^"]+)"\} (\S+)$', text, re.MULTILINE
         )
     }
+
+
+def previous_secret_total(bridge: BridgeProcess) -> float:
+    """`jit_bridge_webhook_previous_secret_total`, from /metrics."""
+    text = httpx.get(f"{bridge.url}/metrics", timeout=5).text
+    found = re.search(r"^jit_bridge_webhook_previous_secret_total (\S+)$", text, re.MULTILINE)
+    assert found, "no jit_bridge_webhook_previous_secret_total on /metrics"
+    return float(found.group(1))
 
 
 def audited(bridge: BridgeProcess, email: str, op: str) -> list[dict[str, object]]:
@@ -170,6 +182,62 @@ def test_a_wrong_secret_is_refused_and_the_retry_after_the_fix_is_processed_once
         assert len(audited(bridge, email, "add_membership")) == 1
     finally:
         p2.delete_webhook(p2.keycloak.realm, hook)
+
+
+def test_the_documented_secret_rotation_refuses_no_delivery(
+    bridge_service: BridgeFactory,
+    tines_fake: TinesFake,
+    phasetwo_keycloak: PhaseTwoKeycloak,
+    sandbox: KeycloakSandbox,
+) -> None:
+    """docs/operations.md, Rotating secrets, with the real extension: the bridge holds the new
+    secret and the old one as webhook_secret_previous while the webhook still signs with the
+    old one; the webhook is switched; the old secret is removed. Every login gets through
+    with no 401, and jit_bridge_webhook_previous_secret_total counts the old secret's only."""
+    p2 = phasetwo_keycloak
+    realm = p2.keycloak.realm
+    group = sandbox.create_group("/Analysts")
+    users = [
+        sandbox.create_user(name, password=PASSWORD, groups=(group,))[0]
+        for name in ("rotation-old", "rotation-new", "rotation-done")
+    ]
+
+    def provisioned(username: str, what: str) -> None:
+        p2.keycloak.login(username, PASSWORD)
+        email = f"{username}@example.com"
+        bridge.wait_until(lambda: team_role(tines_fake, email) == ROLE, DELIVERY, what)
+
+    # Step 1 done: the bridge has both secrets, the webhook (logins only: no other delivery
+    # to count) still signs with the old one.
+    bridge, hook = start_bridge(
+        bridge_service,
+        p2,
+        tines_fake,
+        group,
+        bridge_secret=NEW_SECRET,
+        webhook_secret=SECRET,
+        event_types=("access.LOGIN",),
+        webhook_secret_previous=SECRET,
+    )
+    try:
+        provisioned(users[0], "a login signed with the old secret")
+        assert previous_secret_total(bridge) == 1
+
+        # Step 2: the webhook signs with the new secret; step 3: the counter stands still.
+        listed = next(h for h in p2.call("GET", f"realms/{realm}/webhooks") if h["id"] == hook)
+        p2.call("PUT", f"realms/{realm}/webhooks/{hook}", {**listed, "secret": NEW_SECRET})
+        provisioned(users[1], "a login signed with the new secret")
+        assert previous_secret_total(bridge) == 1
+        assert webhook_results(bridge).get("signature", 0) == 0
+
+        # Step 4: the old secret removed, the bridge restarted.
+        del bridge.settings["JIT_BRIDGE_WEBHOOK_SECRET_PREVIOUS"]
+        bridge.restart()
+        provisioned(users[2], "a login after the old secret was removed")
+        assert previous_secret_total(bridge) == 0
+        assert webhook_results(bridge).get("signature", 0) == 0
+    finally:
+        p2.delete_webhook(realm, hook)
 
 
 def test_the_event_store_poller_works_beside_the_extension(
