@@ -37,6 +37,7 @@ SECRETS = {
     "JIT_BRIDGE_TINES_API_KEY": "tines-key-Zq81xLw",
     "JIT_BRIDGE_KEYCLOAK_CLIENT_SECRET": "kc-secret-Hv27pRt",
     "JIT_BRIDGE_WEBHOOK_SECRET": "webhook-secret-Nd55sYc",
+    "JIT_BRIDGE_WEBHOOK_SECRET_PREVIOUS": "webhook-previous-Qa72fEm",
     "JIT_BRIDGE_ADMIN_TOKEN": "admin-token-Ux93kBe",
 }
 DB_PASSWORD = "db-password-Gk40mJa"
@@ -99,6 +100,7 @@ def test_no_secret_reaches_logs_output_errors_or_the_audit_table(
         assert "DEBUG" in sync.stderr  # the logs were on at their most verbose
         assert "new@example.com" in audit.stdout
         assert '"tines_api_key": "**********"' in config.stdout
+        assert '"webhook_secret_previous": "**********"' in config.stdout
         assert plan.returncode == 1
         assert "refused the credentials" in plan.stderr
         assert db_audit.returncode != 0
