@@ -4,9 +4,9 @@ Two formats share one secret (`webhook_secret`), and while it is rotated, the on
 (`webhook_secret_previous`): a request signed with either is accepted, so the sender can switch
 secrets after the bridge without a delivery being refused in between.
 
-- the project's listener (docs/design.md, Listener): `X-JIT-Bridge-Signature: t=<unix s>,v1=<hex>`
-where the
-  MAC is HMAC-SHA256(secret, "<t>.<raw body>"). The timestamp is signed so a captured request
+- the project's listener (docs/design.md, Listener):
+  `X-JIT-Bridge-Signature: t=<unix s>,v1=<hex>` where the MAC is
+  HMAC-SHA256(secret, "<t>.<raw body>"). The timestamp is signed so a captured request
   cannot be replayed after the tolerance; several `v1=` values let a sender sign with an old
   and a new secret while the secret is rotated.
 - Phase Two keycloak-events: `X-Keycloak-Signature: <hex>`, HMAC-SHA256 of the raw body. It
