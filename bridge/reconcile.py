@@ -7,6 +7,7 @@ This is the only path from a trigger to a change in the target. `plan` (and `syn
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -55,7 +56,7 @@ from bridge.sources.base import IdentitySource, SourceError, SourceRefusedError
 from bridge.targets.base import Target, TargetError, TransientError, UnauthorizedError
 
 if TYPE_CHECKING:  # an offline plan runs without the store (SQLAlchemy, Alembic)
-    from bridge.store import AuditRecord, FinishedRunStatus, Store
+    from bridge.store import AuditRecord, FinishedRunStatus, QueueItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,27 @@ def _refused(who: str, exc: Exception) -> str:
         f"{who} refused the bridge ({exc}); workers stopped: fix the credentials or "
         "TLS settings and restart. Queued work waits and is not retried until then"
     )
+
+
+#: Seconds a full reconcile's claim on a user lasts unless renewed (renewed every third of it
+#: while that user's writes run; a process that dies stops renewing, and workers take the
+#: user over within this).
+USER_CLAIM_LEASE = 60.0
+
+
+def _renew_claims(
+    store: Store, items: list[QueueItem], lease_seconds: float, done: threading.Event
+) -> None:
+    while not done.wait(lease_seconds / 3):
+        try:
+            held = store.extend_claims(items, lease_seconds)
+        except Exception:
+            log.exception("cannot renew a full reconcile's claims on %d users", len(items))
+            continue
+        if held < len(items):
+            log.warning(
+                "%d of %d users' claims were lost while written", len(items) - held, len(items)
+            )
 
 
 class Reconciler:
@@ -556,17 +578,24 @@ class Reconciler:
         )
 
     @staticmethod
-    def _user_claims(store: Store, keys: dict[str, str], read_at: float) -> UserClaims:
+    def _user_claims(
+        store: Store,
+        keys: dict[str, str],
+        read_at: float,
+        lease_seconds: float = USER_CLAIM_LEASE,
+    ) -> UserClaims:
         """A full reconcile's writes to a user happen under that user's queue claim, so
         logins and admin events go on beside it and no user is reconciled twice at once.
-        Several users are claimed in one transaction, and released in one."""
+        Several users are claimed in one transaction, and released in one. The leases are
+        renewed while the writes run (a throttled target can hold a chunk past one lease),
+        so a worker never takes a user whose writes are still under way."""
 
         from bridge.store import EnqueueRequest
 
         @contextmanager
         def claim(emails: list[str]) -> Iterator[frozenset[str]]:
             email_of = {keys.get(e.lower()) or UserRef(email=e).key: e.lower() for e in emails}
-            items = store.claim_users(list(email_of), read_at)
+            items = store.claim_users(list(email_of), read_at, lease_seconds)
             refused = [key for key in email_of if key not in items]
             if refused:
                 # Their own reconcile is queued, running or began after our read: it reads
@@ -574,10 +603,21 @@ class Reconciler:
                 store.enqueue_many(
                     [EnqueueRequest(key, "reconcile", source="full-reconcile") for key in refused]
                 )
+            done = threading.Event()
+            renewing = threading.Thread(
+                target=_renew_claims,
+                args=(store, list(items.values()), lease_seconds, done),
+                name="full-reconcile-claims",
+                daemon=True,
+            )
+            if items:
+                renewing.start()
             try:
                 yield frozenset(email_of[key] for key in items)
             finally:
+                done.set()
                 if items:
+                    renewing.join()
                     store.complete_all(list(items.values()))
 
         return claim

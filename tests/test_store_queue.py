@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -265,6 +266,35 @@ def test_extending_a_claim_keeps_it(store: Store, store_clock: FakeClock) -> Non
 
     assert store.claim("w2") is None
     assert store.complete(item)
+
+
+def test_a_full_reconciles_claims_outlive_their_lease_while_its_writes_run(
+    store: Store, store_clock: FakeClock
+) -> None:
+    """A chunk of a full reconcile's writes can outlast one lease (a target answering 429
+    with Retry-After): the claims are renewed meanwhile, so a login queued for one of those
+    users is not taken by a worker until the chunk is done; then it runs at once."""
+    from bridge.keys import UserRef
+    from bridge.reconcile import Reconciler
+
+    key = UserRef(user_id="kc-1").key
+    claim = Reconciler._user_claims(store, {"a@example.com": key}, store.now(), lease_seconds=0.3)
+    with claim(["a@example.com"]) as claimed:
+        assert claimed == frozenset({"a@example.com"})
+        store.enqueue(key, "login")  # a login of that user, during the chunk
+        store_clock.advance(60)  # far past the claim's lease, unless renewed
+
+        def renewed() -> bool:  # the renewal runs every lease / 3 s of real time
+            leases = [e.lease_until for e in store.queue_items() if e.key == key]
+            return bool(leases) and (leases[0] or 0) > store.now()
+
+        deadline = time.monotonic() + 10
+        while not renewed():
+            assert time.monotonic() < deadline, "the full reconcile's claim was not renewed"
+            time.sleep(0.05)
+        assert store.claim("worker") is None
+    item = claim_ready(store, "worker")
+    assert (item.key, item.trigger) == (key, "login")
 
 
 def test_a_failed_attempt_backs_off_and_keeps_every_trigger(

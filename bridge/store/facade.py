@@ -236,8 +236,13 @@ class Store:
 
     def extend_claim(self, item: QueueItem, lease_seconds: float = 300) -> bool:
         """Renew the lease of a long attempt (a full reconcile); false if already lost."""
+        return self.extend_claims([item], lease_seconds) == 1
+
+    def extend_claims(self, items: Collection[QueueItem], lease_seconds: float) -> int:
+        """Renew every item's lease in one transaction; how many were still held."""
         with write_transaction(self._engine) as connection:
-            return queue.extend(connection, self._clock(), item, lease_seconds)
+            now = self._clock()
+            return sum(queue.extend(connection, now, item, lease_seconds) for item in items)
 
     def queue_depth(self) -> int:
         with read_transaction(self._engine) as connection:
