@@ -169,10 +169,11 @@ def apply_operations(
 
     `claim` (the service's full reconcile) is held around each user's operations, so a
     login of that user waits for those writes only, never for everyone; a user it refuses
-    is left to their own reconcile (`not_run`). A target that batches additions is then
-    given `members_per_request` users at a time, all claimed at once and held while their
-    creates, additions (batched: one request per group) and the rest are made: a login
-    waits for at most that chunk's requests.
+    is left to their own reconcile (`not_run`). A target that batches additions gets them
+    phase by phase under the claims of at most `members_per_request` users at a time: the
+    creates, then the additions (each request's users claimed around it, so each group gets
+    as many requests as without claims), then the rest; a login waits for at most one such
+    chunk.
     """
     run = _Run(target, state, on_results, before_send, should_stop, concurrency, claim)
     return run.apply(operations)
@@ -221,7 +222,7 @@ class _Run:
         elif self.claim is None:
             self._in_phases(per_user)
         else:
-            self._in_claimed_chunks(per_user)
+            self._in_claimed_phases(per_user)
         return self.result
 
     def _in_phases(self, per_user: list[list[Operation]], *, claimed: bool = False) -> None:
@@ -236,27 +237,76 @@ class _Run:
         ]
         self._each_user(tails, claimed=claimed)
 
-    def _in_claimed_chunks(self, per_user: list[list[Operation]]) -> None:
-        """`_in_phases` for `members_per_request` users at a time, each chunk under its
-        users' claims (taken together, released once the chunk's outcomes are audited), so
-        each group gets one request per chunk. Users who add the same places are taken
-        together: a chunk then touches fewer groups."""
-        assert self.claim is not None
-        per_user = sorted(per_user, key=_places_added)
+    def _in_claimed_phases(self, per_user: list[list[Operation]]) -> None:
+        """`_in_phases` under the users' claims, one phase at a time: the creates and
+        reactivations `members_per_request` users at a time; then the additions, place by
+        place (team, case group, role), up to `members_per_request` members a request, the
+        users of each request claimed around it; then the remaining operations,
+        `members_per_request` users at a time. So each group gets as many requests as
+        without claims, and a login waits for at most one chunk (one addition request, or a
+        chunk's creates). Claims are taken again for each chunk: a user whose own reconcile
+        began in between is refused (its fresh plan stands), and all the user's remaining
+        operations are left to it."""
         size = self.target.members_per_request
-        for start in range(0, len(per_user), size):
-            chunk = per_user[start : start + size]
-            if self._stopping():
-                self._not_run(op for ops in chunk for op in ops)
-                continue
-            with self.claim([ops[0].email for ops in chunk]) as claimed:
-                ours = []
-                for ops in chunk:
-                    if ops[0].email.lower() in claimed:
-                        ours.append(ops)
-                    else:
-                        self._not_run(ops, LEFT_TO_NEWER_RUN)
-                self._in_phases(ours, claimed=True)
+        refused: set[str] = set()
+        heads = [h for ops in per_user if (h := [op for op in ops if op.op in _BEFORE_MEMBERSHIPS])]
+        for start in range(0, len(heads), size):
+            self._under_claims(heads[start : start + size], refused, self._each_claimed_user)
+        by_place: dict[tuple[str, str, str], list[Operation]] = {}
+        for ops in per_user:
+            for op in ops:
+                if isinstance(op, AddMembership):
+                    place = (op.team, op.case_group or "", op.role)
+                    by_place.setdefault(place, []).append(op)
+        for place in sorted(by_place):
+            additions = by_place[place]
+            for start in range(0, len(additions), size):
+                chunk = [[op] for op in additions[start : start + size]]
+                self._under_claims(chunk, refused, self._add_claimed)
+        tails: list[list[Operation]] = [
+            rest for ops in per_user if (rest := [op for op in ops if _after_additions(op)])
+        ]
+        for start in range(0, len(tails), size):
+            self._under_claims(tails[start : start + size], refused, self._each_claimed_user)
+
+    def _under_claims(
+        self,
+        chunk: list[list[Operation]],
+        refused: set[str],
+        work: Callable[[list[list[Operation]]], None],
+    ) -> None:
+        """`work` on those per-user lists of `chunk` whose users it could claim, the claims
+        held until `work` returns (its outcomes audited); the others are `not_run`, left to
+        their own reconcile, and remembered in `refused` for the later phases."""
+        assert self.claim is not None
+        if self._stopping():
+            self._not_run(op for ops in chunk for op in ops)
+            return
+        wanted = []
+        for ops in chunk:
+            if ops[0].email.lower() in refused:
+                self._not_run(ops, LEFT_TO_NEWER_RUN)
+            else:
+                wanted.append(ops)
+        if not wanted:
+            return
+        with self.claim(list(dict.fromkeys(ops[0].email for ops in wanted))) as claimed:
+            ours = []
+            for ops in wanted:
+                email = ops[0].email.lower()
+                if email in claimed:
+                    ours.append(ops)
+                else:
+                    refused.add(email)
+                    self._not_run(ops, LEFT_TO_NEWER_RUN)
+            if ours:
+                work(ours)
+
+    def _each_claimed_user(self, per_user: list[list[Operation]]) -> None:
+        self._each_user(per_user, claimed=True)
+
+    def _add_claimed(self, per_user: list[list[Operation]]) -> None:
+        self._add_all([op for ops in per_user for op in ops if isinstance(op, AddMembership)])
 
     # -- outcomes --------------------------------------------------------------------------
     def _settle(self, outcomes: list[OpResult]) -> None:
@@ -389,13 +439,9 @@ class _Run:
         self._not_run(op for index, op in enumerate(sendable) if index not in reported)
 
 
-def _places_added(ops: list[Operation]) -> tuple[tuple[str, str, str], ...]:
-    """The (team, case group, role) places a user's operations add them to, sorted."""
-    return tuple(
-        sorted(
-            (op.team, op.case_group or "", op.role) for op in ops if isinstance(op, AddMembership)
-        )
-    )
+def _after_additions(op: Operation) -> bool:
+    """Made after every addition: not a create, reactivation or addition."""
+    return op.op not in _BEFORE_MEMBERSHIPS and op.op != "add_membership"
 
 
 def _apply_one(target: Target, directory: _Directory, op: Operation) -> None:

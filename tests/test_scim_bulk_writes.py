@@ -9,6 +9,7 @@ import json
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -345,9 +346,12 @@ def test_a_user_whose_own_reconcile_is_queued_or_newer_gets_nothing_from_the_ful
 def test_a_login_during_the_full_reconcile_waits_for_its_users_chunk_at_most(
     scim_server: ScimServer, store: Store
 ) -> None:
-    """Claimed three at a time: ann, ben, cat | dan, eve, fay | gus. When the second chunk's
-    first write goes out, a worker takes ann's login at once; fay's waits for her chunk
-    only, and is taken as soon as the chunk's claims are released."""
+    """Claimed three at a time, one phase after another: the creates of ann, ben, cat |
+    dan, eve, fay | gus, then the additions. When the second chunk's first write goes out, a
+    worker takes ann's login at once; fay's waits for her chunk only, and is taken as soon as
+    the chunk's claims are released. Their own reconciles began after the full reconcile's
+    read, so its additions for ann and fay are left to them (their fresh plans stand) and
+    queued again; everyone else's are made."""
     session = _Claimed(store)
     target = ScimTarget(scim_server.url, scim_server.token, patch_max_members=3, session=session)
     second_chunk = {"dan@example.com", "eve@example.com", "fay@example.com"}
@@ -376,8 +380,13 @@ def test_a_login_during_the_full_reconcile_waits_for_its_users_chunk_at_most(
     # At gus's first write (the third chunk) fay's login was taken: her chunk was done.
     assert taken == {"ann": "id:kc-ann", "fay": None, "after": "id:kc-fay"}
     assert report.status == "succeeded"
-    assert members_of(scim_server, "Eng:EDITOR") == {f"{n}@example.com" for n in NAMES}
-    assert store.queue_items() == []
+    left = {"ann@example.com", "fay@example.com"}
+    outcomes = {(r.op.email, r.op.op): (r.outcome, r.error) for r in report.results}
+    for email in left:
+        assert outcomes[email, "create_user"] == ("applied", None)
+        assert outcomes[email, "add_membership"] == ("not_run", LEFT_TO_NEWER_RUN)
+    assert members_of(scim_server, "Eng:EDITOR") == {f"{n}@example.com" for n in NAMES} - left
+    assert {entry.key for entry in store.queue_items()} == {"id:kc-ann", "id:kc-fay"}
 
 
 def state_of(target: ScimTarget) -> tuple[set[str], set[tuple[str, str, str]]]:
@@ -439,11 +448,59 @@ def test_the_services_batched_writes_come_to_what_one_request_per_write_and_the_
     assert held == {("Eng", "EDITOR", e) for e in emails} | {("Ops", "VIEWER", "hal@example.com")}
 
 
+def test_the_services_full_reconcile_sends_each_group_as_many_requests_as_the_cli(
+    scim_server: ScimServer, tmp_path: Path
+) -> None:
+    """Fifteen new users, one in each combination of four groups, at most three members a
+    request (8 members a group: 3 requests each). Taken user by user, three users at a time,
+    the chunks would touch most groups each (16 group requests); taken phase by phase
+    (additions place by place), the service sends exactly the requests the CLI's `sync
+    --all` sends (12), every one under its users' claims, and both end the same."""
+    rules = mapping(*((f"/{g}", g, "EDITOR") for g in "ABCD"))
+    combinations = [[g for j, g in enumerate("ABCD") if n >> j & 1] for n in range(1, 16)]
+    users = [
+        person(f"u{n:02d}", *(f"/{g}" for g in groups)) for n, groups in enumerate(combinations)
+    ]
+    root = scim_server.url.rsplit("/", 2)[0]
+    found: dict[str, object] = {}
+    for way in ("cli", "service"):
+        server = ScimServer(url=f"{root}/t{uuid.uuid4().hex}/v2", token=scim_server.token)
+        store = Store.open(f"sqlite:///{tmp_path / way}.db")
+        store.upgrade()
+        session = _Claimed(store)
+        target = ScimTarget(server.url, server.token, patch_max_members=3, session=session)
+        if way == "cli":
+            report = Reconciler(
+                policy=Policy(mode="jit"),
+                mapping=lambda: rules,
+                source=snapshot(users),
+                target=target,
+                store=store,
+            ).sync_all("login", triggered_by=[], requested_by="test")
+        else:
+            report = service_run(target, store, snapshot(users), rules=rules)
+            for who, claimed in session.writes:
+                assert who <= claimed, f"a write for {who - claimed} outside their claim"
+                assert len(claimed) <= 3
+        assert report.status == "succeeded"
+        found[way] = (dict(target.stats.by_method), state_of(target))
+        store.close()
+
+    assert found["service"] == found["cli"]
+    by_method, (emails, held) = found["cli"]  # type: ignore[misc]
+    members = Counter(team for team, _, _ in held)
+    # 15 creates, then ⌈8 / 3⌉ = 3 requests per group (the first a POST that creates it).
+    assert members == dict.fromkeys("ABCD", 8)
+    assert (by_method["POST"], by_method["PATCH"]) == (15 + 4, 4 * 2)
+    assert len(emails) == 15
+
+
 def test_a_target_that_stops_answering_stops_the_full_reconcile_and_releases_every_claim(
     scim_server: ScimServer, store: Store, faulty_proxy: Callable[..., FaultyProxy]
 ) -> None:
-    """Claimed three at a time: ann, ben, cat | dan, eve, fay | gus. The second chunk's
-    PATCH meets a 503: its additions fail, the third chunk is never claimed nor sent
+    """Claimed three at a time, one phase after another: the creates of ann, ben, cat |
+    dan, eve, fay | gus, then the additions to Eng in the same threes. The second addition
+    request (a PATCH) meets a 503: its additions fail, the third is never claimed nor sent
     (`not_run`), the run is retried later, and no claim is left behind."""
     proxy = faulty_proxy(scim_server.url.rsplit("/", 2)[0])
     tenant = scim_server.url.removeprefix(scim_server.url.rsplit("/", 2)[0])
@@ -458,10 +515,9 @@ def test_a_target_that_stops_answering_stops_the_full_reconcile_and_releases_eve
     assert isinstance(report.stopped_by, TransientError)
     outcomes = {(r.op.email.split("@")[0], r.op.op): r.outcome for r in report.results}
     assert outcomes == {
-        **{(n, "create_user"): "applied" for n in NAMES[:6]},
+        **{(n, "create_user"): "applied" for n in NAMES},
         **{(n, "add_membership"): "applied" for n in NAMES[:3]},
         **{(n, "add_membership"): "failed" for n in NAMES[3:6]},
-        ("gus", "create_user"): "not_run",
         ("gus", "add_membership"): "not_run",
     }
     assert members_of(scim_server, "Eng:EDITOR") == {f"{n}@example.com" for n in NAMES[:3]}
@@ -472,7 +528,8 @@ def test_a_full_reconcile_whose_process_stops_sends_no_further_chunk_and_release
     scim_server: ScimServer, store: Store
 ) -> None:
     """The process begins to stop when the second chunk's first write goes out: nothing
-    after it is sent, the third chunk is never claimed, and the run is handed back."""
+    after it is sent (the additions come after every create: none is), the third chunk is
+    never claimed, and the run is handed back."""
     session = _Claimed(store)
     target = ScimTarget(scim_server.url, scim_server.token, patch_max_members=3, session=session)
     stopping = threading.Event()
@@ -485,7 +542,7 @@ def test_a_full_reconcile_whose_process_stops_sends_no_further_chunk_and_release
     outcomes = {(r.op.email.split("@")[0], r.op.op): (r.outcome, r.error) for r in report.results}
     for name in NAMES[:3]:
         assert outcomes[name, "create_user"] == ("applied", None)
-        assert outcomes[name, "add_membership"] == ("applied", None)
+        assert outcomes[name, "add_membership"] == ("not_run", "stopping")
     assert outcomes["gus", "create_user"] == ("not_run", "stopping")
     assert outcomes["gus", "add_membership"] == ("not_run", "stopping")
     assert not [who for who, _ in session.writes if "gus@example.com" in who]
