@@ -149,6 +149,10 @@ def test_the_wheel_carries_the_migrations_the_mapping_files_and_the_built_jar(di
             wheel.read("bridge/data/mapping-schema.json")
             == (REPO / "bridge" / "data" / "mapping-schema.json").read_bytes()
         )
+        # The license pyproject declares (Apache-2.0), its text in the wheel's metadata.
+        dist_info = f"jit_bridge-{__version__}.dist-info"
+        assert wheel.read(f"{dist_info}/licenses/LICENSE") == (REPO / "LICENSE").read_bytes()
+        assert "License-Expression: Apache-2.0" in wheel.read(f"{dist_info}/METADATA").decode()
 
 
 def test_the_sdist_carries_the_package_data_and_the_built_jar_but_no_tests(dist: Dist) -> None:
@@ -160,6 +164,7 @@ def test_the_sdist_carries_the_package_data_and_the_built_jar_but_no_tests(dist:
         assert member is not None
         assert member.read() == BUILT_JAR.read_bytes()
     assert f"{root}/setup.py" in names
+    assert f"{root}/LICENSE" in names
     assert not any(n.startswith(f"{root}/tests/") for n in names)
 
 
