@@ -24,12 +24,18 @@ from bridge.overview import check_dependencies, status_view
 from bridge.store import RunAlreadyApprovedError, RunNotFoundError, RunNotHeldError
 from bridge.tls import HSTS_VALUE
 from bridge.ui import console_router
+from bridge.ui.api import CALLER_HEADER
 
 log = logging.getLogger(__name__)
 
 #: Seconds a scrape of /metrics waits for the readiness checks; a dependency that has not
 #: answered by then is reported down (Prometheus gives up on a scrape after 10 s by default).
 METRICS_READINESS_WAIT = 5.0
+
+
+def _caller(request: Request) -> str:
+    """Who asked, for the audit: `console` or `admin-api`."""
+    return "console" if request.headers.get(CALLER_HEADER) == "console" else "admin-api"
 
 
 def create_app(ctx: ServiceContext) -> ASGIApp:
@@ -183,7 +189,7 @@ def _admin_router(ctx: ServiceContext) -> APIRouter:
             kind = "change" if trigger == "reconcile" else "login"
         else:
             raise HTTPException(400, 'body must be {"user": EMAIL} or {"all": true}')
-        result = ctx.enqueue(key, kind, source="admin-api")
+        result = ctx.enqueue(key, kind, source=_caller(request))
         return {"queued": key, "result": result}
 
     @router.get("/plan")
@@ -249,9 +255,9 @@ def _admin_router(ctx: ServiceContext) -> APIRouter:
         return JSONResponse({"version": version, "full_reconcile": queued}, 200)
 
     @router.post("/runs/{run_id}/approve")
-    def approve(run_id: str) -> dict[str, Any]:
+    def approve(run_id: str, request: Request) -> dict[str, Any]:
         try:
-            report = ctx.reconciler().approve(run_id, approved_by="admin-api")
+            report = ctx.reconciler().approve(run_id, approved_by=_caller(request))
         except RunNotFoundError as exc:
             raise HTTPException(404, str(exc)) from exc
         except (RunNotHeldError, RunAlreadyApprovedError) as exc:

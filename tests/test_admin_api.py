@@ -300,6 +300,7 @@ def test_held_run_is_applied_once_when_approved(
     twice = client.post(f"/api/v1/runs/{report.run_id}/approve", headers=AUTH)
 
     assert twice.status_code == 409
+    assert "already approved by admin-api" in twice.text
     assert len(tines_fake.applied_writes()) == len(ACTIVE_USERS)
     unknown = client.post("/api/v1/runs/no-such-run/approve", headers=AUTH)
     assert unknown.status_code == 404

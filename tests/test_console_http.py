@@ -225,6 +225,9 @@ def test_approve_without_the_csrf_token_changes_nothing(
 
     assert approved.status_code == 303
     assert len(tines_fake.applied_writes()) == len(ACTIVE_USERS)
+    run = service.store.get_run(run_id)
+    assert run is not None
+    assert (run.status, run.approved_by) == ("approved", "console")
     after = client.get("/ui/runs")
     assert f"Approved run {run_id}" in after.text
     assert "No run is waiting for approval" in after.text

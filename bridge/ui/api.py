@@ -13,6 +13,11 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp
 
+#: Set on the admin API calls the console makes for a signed-in operator, so approvals and
+#: queued syncs say they came from the console. Only an admin-token holder can call the API
+#: at all: this attributes, it does not authorise.
+CALLER_HEADER = "X-JIT-Bridge-Caller"
+
 
 @dataclass(frozen=True)
 class ApiAnswer:
@@ -57,7 +62,7 @@ class AdminApiClient:
                 f"{prefix}{path}",
                 params=params,
                 content=content,
-                headers={"Authorization": f"Bearer {self.token}"},
+                headers={"Authorization": f"Bearer {self.token}", CALLER_HEADER: "console"},
             )
         try:
             body = answer.json()
