@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from bridge.logs import configure_logging
     from bridge.mapping_file import MappingError
-    from bridge.settings import SettingsError, load_settings, unknown_environment
+    from bridge.settings import SettingsError, load_settings, unknown_environment, weak_secrets
     from bridge.sources.base import SourceError
     from bridge.targets.base import TargetError
     from bridge.wiring import SnapshotError
@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging("WARNING" if quiet else settings.log_level, settings.log_format)
         for warning in unknown_environment():
             log.warning("%s", warning)
+        if args.handler is cmd_run:
+            for warning in weak_secrets(settings):
+                log.warning("%s", warning)
         code: int = args.handler(args, settings)
         return code
     except (SettingsError, MappingError, UsageError) as exc:

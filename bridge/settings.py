@@ -331,6 +331,28 @@ _OTHER_VARIABLES = (
 _OTHER_PREFIXES = ("TEST_",)
 
 
+#: Shorter than this, a secret that guards what `listen` serves is named at `run`'s start:
+#: wrong admin tokens and webhook signatures are refused, not rate-limited, so their length
+#: is what keeps them from being guessed (`jit-bridge init` makes 43 random characters).
+MIN_GUARD_SECRET_LENGTH = 24
+
+
+def weak_secrets(settings: Settings) -> list[str]:
+    """A warning for each secret guarding the bridge's endpoint that is short enough to
+    guess (never the secret itself)."""
+    found = []
+    for name in ("admin_token", "webhook_secret", "webhook_secret_previous"):
+        value = settings.secret(name)
+        if value and len(value) < MIN_GUARD_SECRET_LENGTH:
+            found.append(
+                f"{name} is only {len(value)} characters long: anyone who reaches `listen` can "
+                f"try to guess it; use at least {MIN_GUARD_SECRET_LENGTH} random characters "
+                "(jit-bridge init makes them: python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
+    return found
+
+
 def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
     """A warning for each `JIT_BRIDGE_*` variable that names no setting (a typo is otherwise
     silently ignored), with the nearest setting's variable when one is close."""

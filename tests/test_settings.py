@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,24 @@ def test_a_previous_webhook_secret_that_cannot_be_a_rotation_stops_the_start(
     )
     assert problem in lines[0]
     assert "hook-old-value" not in captured.out + captured.err
+
+
+def test_run_names_a_guessable_admin_token_or_webhook_secret_and_never_shows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Wrong admin tokens and webhook signatures are refused, not rate-limited: a short one
+    is named in the log when the service starts (here it then stops on a missing mapping),
+    and only then; one made as `jit-bridge init` makes it is not named."""
+    monkeypatch.setenv("JIT_BRIDGE_ADMIN_TOKEN", "letmein")
+    monkeypatch.setenv("JIT_BRIDGE_WEBHOOK_SECRET", secrets.token_urlsafe(32))
+    monkeypatch.setenv("JIT_BRIDGE_MAPPING_FILE", str(tmp_path / "missing.json"))
+
+    assert main(["run"]) == 2
+    out = capsys.readouterr()
+    named = [line for line in out.err.splitlines() if "characters long" in line]
+    assert len(named) == 1, out.err
+    assert "admin_token is only 7 characters long" in named[0]
+    assert "letmein" not in out.out + out.err
+
+    main(["config"])
+    assert "characters long" not in capsys.readouterr().err
