@@ -6,9 +6,9 @@ pair. Writes only what changed, so a full reconcile of an unchanged realm writes
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, Row, bindparam, delete, select
 
 from bridge.model import AccountPair
 from bridge.store.database import upsert, upsert_many
@@ -35,29 +35,37 @@ def changed(connection: Connection, target: str, pairs: list[AccountPair]) -> li
     A full reconcile checks every user's pair (100,000 at a time): the stored pairs are
     streamed and compared as they come, so none of them is held beyond its row."""
     wanted = {p.user_id: (p.account_id, p.email.lower()) for p in pairs}
-    if len(wanted) > _STREAM_ABOVE:
-        rows = connection.execution_options(yield_per=_CHUNK).execute(
-            select(
-                identity_pairs.c.user_id, identity_pairs.c.account_id, identity_pairs.c.email
-            ).where(identity_pairs.c.target == target)
-        )
-        for user_id, account_id, email in rows:
-            if wanted.get(user_id) == (account_id, email):
-                del wanted[user_id]
-    else:
-        ordered = sorted(wanted)
-        for start in range(0, len(ordered), 500):
-            rows = connection.execute(
-                select(
-                    identity_pairs.c.user_id, identity_pairs.c.account_id, identity_pairs.c.email
-                )
-                .where(identity_pairs.c.target == target)
-                .where(identity_pairs.c.user_id.in_(ordered[start : start + 500]))
-            )
-            for user_id, account_id, email in rows:
-                if wanted.get(user_id) == (account_id, email):
-                    del wanted[user_id]
+    rows = (
+        _stored(connection.execution_options(yield_per=_CHUNK), target, None)
+        if len(wanted) > _STREAM_ABOVE
+        else _stored(connection, target, wanted)
+    )
+    for user_id, account_id, email in rows:
+        if wanted.get(user_id) == (account_id, email):
+            del wanted[user_id]
     return [p for p in pairs if p.user_id in wanted]
+
+
+_STORED = select(identity_pairs.c.user_id, identity_pairs.c.account_id, identity_pairs.c.email)
+
+
+def _stored(
+    connection: Connection, target: str, user_ids: Iterable[str] | None
+) -> Iterator[Row[str, str, str]]:
+    """(user id, account id, email) of the target's stored pairs: every one (`user_ids`
+    None), or those of these users, 500 users a query."""
+    if user_ids is None:
+        batches = [_STORED.where(identity_pairs.c.target == target)]
+    else:
+        ordered = sorted(set(user_ids))
+        batches = [
+            _STORED.where(identity_pairs.c.target == target).where(
+                identity_pairs.c.user_id.in_(ordered[start : start + 500])
+            )
+            for start in range(0, len(ordered), 500)
+        ]
+    for query in batches:
+        yield from connection.execute(query)
 
 
 #: Above this many pairs, `changed` reads the target's stored pairs whole, in chunks.
@@ -95,15 +103,9 @@ def save(connection: Connection, now: float, target: str, pairs: Iterable[Accoun
     accounts = {p.account_id for p in wanted}
     if len(users) < len(wanted) or len(accounts) < len(wanted):
         return _save_one_by_one(connection, now, target, wanted)  # order decides: keep it
-    current: dict[str, tuple[str, str]] = {}
-    ordered = sorted(users)
-    for start in range(0, len(ordered), 500):
-        rows = connection.execute(
-            select(identity_pairs.c.user_id, identity_pairs.c.account_id, identity_pairs.c.email)
-            .where(identity_pairs.c.target == target)
-            .where(identity_pairs.c.user_id.in_(ordered[start : start + 500]))
-        ).all()
-        current.update({row.user_id: (row.account_id, row.email) for row in rows})
+    current = {
+        user_id: (account, email) for user_id, account, email in _stored(connection, target, users)
+    }
     changed = [p for p in wanted if current.get(p.user_id) != (p.account_id, p.email)]
     if not changed:
         return 0
