@@ -228,14 +228,9 @@ class _Run:
     def _in_phases(self, per_user: list[list[Operation]], *, claimed: bool = False) -> None:
         """Each user's create or reactivation, then every user's additions, batched, then
         each user's remaining operations. `claimed`: the caller holds the users' claims."""
-        heads = [[op for op in ops if op.op in _BEFORE_MEMBERSHIPS] for ops in per_user]
-        self._each_user(heads, claimed=claimed)
-        self._add_all([op for ops in per_user for op in ops if isinstance(op, AddMembership)])
-        tails: list[list[Operation]] = [
-            [op for op in ops if op.op not in _BEFORE_MEMBERSHIPS and op.op != "add_membership"]
-            for ops in per_user
-        ]
-        self._each_user(tails, claimed=claimed)
+        self._each_user(_heads(per_user), claimed=claimed)
+        self._add_all(_additions(per_user))
+        self._each_user(_tails(per_user), claimed=claimed)
 
     def _in_claimed_phases(self, per_user: list[list[Operation]]) -> None:
         """`_in_phases` under the users' claims, one phase at a time: the creates and
@@ -249,23 +244,18 @@ class _Run:
         operations are left to it."""
         size = self.target.members_per_request
         refused: set[str] = set()
-        heads = [h for ops in per_user if (h := [op for op in ops if op.op in _BEFORE_MEMBERSHIPS])]
+        heads = _heads(per_user)
         for start in range(0, len(heads), size):
             self._under_claims(heads[start : start + size], refused, self._each_claimed_user)
         by_place: dict[tuple[str, str, str], list[Operation]] = {}
-        for ops in per_user:
-            for op in ops:
-                if isinstance(op, AddMembership):
-                    place = (op.team, op.case_group or "", op.role)
-                    by_place.setdefault(place, []).append(op)
+        for op in _additions(per_user):
+            by_place.setdefault((op.team, op.case_group or "", op.role), []).append(op)
         for place in sorted(by_place):
             additions = by_place[place]
             for start in range(0, len(additions), size):
                 chunk = [[op] for op in additions[start : start + size]]
                 self._under_claims(chunk, refused, self._add_claimed)
-        tails: list[list[Operation]] = [
-            rest for ops in per_user if (rest := [op for op in ops if _after_additions(op)])
-        ]
+        tails = _tails(per_user)
         for start in range(0, len(tails), size):
             self._under_claims(tails[start : start + size], refused, self._each_claimed_user)
 
@@ -306,7 +296,7 @@ class _Run:
         self._each_user(per_user, claimed=True)
 
     def _add_claimed(self, per_user: list[list[Operation]]) -> None:
-        self._add_all([op for ops in per_user for op in ops if isinstance(op, AddMembership)])
+        self._add_all(_additions(per_user))
 
     # -- outcomes --------------------------------------------------------------------------
     def _settle(self, outcomes: list[OpResult]) -> None:
@@ -439,8 +429,22 @@ class _Run:
         self._not_run(op for index, op in enumerate(sendable) if index not in reported)
 
 
+def _heads(per_user: list[list[Operation]]) -> list[list[Operation]]:
+    """Each user's create or reactivation (users with none left out)."""
+    return [h for ops in per_user if (h := [op for op in ops if op.op in _BEFORE_MEMBERSHIPS])]
+
+
+def _additions(per_user: list[list[Operation]]) -> list[AddMembership]:
+    return [op for ops in per_user for op in ops if isinstance(op, AddMembership)]
+
+
+def _tails(per_user: list[list[Operation]]) -> list[list[Operation]]:
+    """Each user's operations made after every addition (users with none left out)."""
+    return [rest for ops in per_user if (rest := [op for op in ops if _after_additions(op)])]
+
+
 def _after_additions(op: Operation) -> bool:
-    """Made after every addition: not a create, reactivation or addition."""
+    """Not a create, reactivation or addition."""
     return op.op not in _BEFORE_MEMBERSHIPS and op.op != "add_membership"
 
 
