@@ -603,6 +603,9 @@ class Reconciler:
                 store.enqueue_many(
                     [EnqueueRequest(key, "reconcile", source="full-reconcile") for key in refused]
                 )
+            if not items:
+                yield frozenset()
+                return
             done = threading.Event()
             renewing = threading.Thread(
                 target=_renew_claims,
@@ -610,15 +613,13 @@ class Reconciler:
                 name="full-reconcile-claims",
                 daemon=True,
             )
-            if items:
-                renewing.start()
+            renewing.start()
             try:
                 yield frozenset(email_of[key] for key in items)
             finally:
                 done.set()
-                if items:
-                    renewing.join()
-                    store.complete_all(list(items.values()))
+                renewing.join()
+                store.complete_all(list(items.values()))
 
         return claim
 
